@@ -1,0 +1,1 @@
+"""Thin trigger adapters: one module per flow of the reference architecture."""

@@ -1,0 +1,38 @@
+"""Operations: liveness and readiness for load balancers, probes and operators."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import azure.functions as func
+
+from blueprints._http import guarded, json_response
+from shared.errors import SettingsError
+from shared.config import get_settings
+
+bp = func.Blueprint()
+
+
+@bp.function_name("health")
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@guarded
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Liveness always; with ?ready=1 also readiness (settings valid, storage and Service Bus
+    configured). Names problems, never values."""
+    now = dt.datetime.now(dt.UTC).isoformat()
+    if req.params.get("ready") not in ("1", "true"):
+        return json_response({"status": "alive", "time": now})
+    checks: dict[str, dict[str, object]] = {}
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        checks["settings"] = {"ok": False, "detail": str(exc)}
+    else:
+        checks["settings"] = {"ok": True}
+        checks["storage"] = {"ok": settings.storage_configured()}
+        checks["serviceBus"] = {"ok": settings.service_bus_configured()}
+    ready = all(bool(c["ok"]) for c in checks.values())
+    return json_response(
+        {"status": "ready" if ready else "not-ready", "time": now, "checks": checks},
+        status=200 if ready else 503,
+    )

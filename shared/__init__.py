@@ -1,0 +1,1 @@
+"""Contoso Data Hub core: typed models, settings, services (verbs) and adapters (nouns)."""
