@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -29,7 +30,9 @@ def json_response(
     )
 
 
-def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> func.HttpResponse:
+def problem_response(
+    body: dict[str, Any], headers: dict[str, str] | None = None
+) -> func.HttpResponse:
     return func.HttpResponse(
         json.dumps(body, separators=(",", ":")),
         status_code=int(body["status"]),
@@ -37,18 +40,18 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     )
 
 
-def guarded(handler: Callable[[func.HttpRequest], func.HttpResponse]) -> Callable[
-    [func.HttpRequest], func.HttpResponse
-]:
+def guarded(handler: Callable[..., func.HttpResponse]) -> Callable[..., func.HttpResponse]:
     """Run a handler under a correlation id; an unexpected failure becomes a 500 problem
-    carrying only that id, never internals."""
+    carrying only that id, never internals. ``functools.wraps`` keeps the handler's signature,
+    which the worker matches against the binding names."""
 
-    def run(req: func.HttpRequest) -> func.HttpResponse:
+    @functools.wraps(handler)
+    def run(req: func.HttpRequest, **bindings: Any) -> func.HttpResponse:
         incoming = req.headers.get("x-correlation-id")
         cid = incoming if incoming and len(incoming) <= 64 and incoming.isprintable() else None
         with hub_log.correlation(cid) as correlation:
             try:
-                response = handler(req)
+                response = handler(req, **bindings)
             except Exception:
                 logger.exception("unhandled failure in %s", getattr(handler, "__name__", "handler"))
                 response = problem_response(
@@ -63,6 +66,4 @@ def guarded(handler: Callable[[func.HttpRequest], func.HttpResponse]) -> Callabl
             response.headers["x-correlation-id"] = correlation
             return response
 
-    run.__name__ = handler.__name__
-    run.__doc__ = handler.__doc__
     return run

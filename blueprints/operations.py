@@ -7,10 +7,10 @@ import datetime as dt
 import azure.functions as func
 
 from blueprints._http import guarded, json_response
-from shared.errors import SettingsError
 from shared.config import get_settings
+from shared.errors import SettingsError
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 
 @bp.function_name("health")

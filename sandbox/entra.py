@@ -103,7 +103,9 @@ class Issuer:
         except jwt.InvalidSignatureError:
             raise InvalidToken("signature", "The token signature is not valid.") from None
         except jwt.PyJWTError as exc:
-            raise InvalidToken("malformed", f"The token is not valid: {type(exc).__name__}.") from None
+            raise InvalidToken(
+                "malformed", f"The token is not valid: {type(exc).__name__}."
+            ) from None
 
     def jwk(self) -> dict[str, Any]:
         numbers = self.key.public_key().public_numbers()
@@ -112,7 +114,13 @@ class Issuer:
             raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
             return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-        return {"kty": "RSA", "use": "sig", "kid": self.kid, "n": b64(numbers.n), "e": b64(numbers.e)}
+        return {
+            "kty": "RSA",
+            "use": "sig",
+            "kid": self.kid,
+            "n": b64(numbers.n),
+            "e": b64(numbers.e),
+        }
 
 
 def bearer(request: Request) -> str | None:
@@ -137,7 +145,9 @@ class EntraPeer(Peer):
         self.issuer.base_url = url
         return url
 
-    def register_client(self, client_id: str | None = None, secret: str | None = None) -> tuple[str, str]:
+    def register_client(
+        self, client_id: str | None = None, secret: str | None = None
+    ) -> tuple[str, str]:
         """Register an app (client id, secret); both are generated when not given."""
         client_id = client_id or str(uuid.uuid4())
         secret = secret or secrets.token_urlsafe(32)
@@ -147,7 +157,11 @@ class EntraPeer(Peer):
 
     def routes(self) -> Iterable[Rule]:
         return [
-            Rule("/<tenant>/v2.0/.well-known/openid-configuration", methods=["GET"], endpoint=self.openid),
+            Rule(
+                "/<tenant>/v2.0/.well-known/openid-configuration",
+                methods=["GET"],
+                endpoint=self.openid,
+            ),
             Rule("/<tenant>/discovery/v2.0/keys", methods=["GET"], endpoint=self.keys),
             Rule("/<tenant>/oauth2/v2.0/token", methods=["POST"], endpoint=self.token),
         ]
@@ -253,7 +267,9 @@ class EntraPeer(Peer):
             )
         if not client_id:
             raise PeerError(
-                400, "invalid_request", "AADSTS900144: The request body must contain the following parameter: 'client_id'."
+                400,
+                "invalid_request",
+                "AADSTS900144: The request body must contain the following parameter: 'client_id'.",
             )
         with self.lock:
             expected = self.clients.get(client_id)

@@ -111,10 +111,10 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return
 
-    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_error(self, format: str, *args: Any) -> None:
         return
 
-    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002
+    def log(self, type: str, message: str, *args: Any) -> None:
         return
 
 
@@ -169,7 +169,9 @@ class Peer:
         try:
             return json.loads(raw.decode("utf-8")) if raw else None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PeerError(400, "BadRequest", f"The request body is not valid JSON: {exc}") from None
+            raise PeerError(
+                400, "BadRequest", f"The request body is not valid JSON: {exc}"
+            ) from None
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def reset(self) -> None:
@@ -200,7 +202,9 @@ class Peer:
             self._server = None
 
     # ---- WSGI ----------------------------------------------------------------------------------
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         request = Request(environ)
         request.max_content_length = self.max_body_bytes
         control = request.path.startswith("/_sandbox/")
@@ -214,7 +218,9 @@ class Peer:
         if not control:
             with self.lock:
                 self.request_log.append(
-                    LoggedRequest(request.method, request.full_path.rstrip("?"), response.status_code, fault)
+                    LoggedRequest(
+                        request.method, request.full_path.rstrip("?"), response.status_code, fault
+                    )
                 )
         return response(environ, start_response)
 
@@ -222,9 +228,7 @@ class Peer:
         if fault == "429":
             return self.throttled(self.faults.retryAfterSeconds)
         phase = self.faults.faultPhase
-        after = fault is not None and (
-            phase == "after" or (phase == "mixed" and self._coin())
-        )
+        after = fault is not None and (phase == "after" or (phase == "mixed" and self._coin()))
         if fault in ("5xx", "timeout", "reset") and not after:
             return self._fault_response(fault)
         response = self._handle(request)
@@ -247,7 +251,9 @@ class Peer:
         except NotFound:
             return self.error(404, "NotFound", f"No route matches {request.path}")
         except MethodNotAllowed:
-            return self.error(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}")
+            return self.error(
+                405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}"
+            )
         except HTTPException as exc:
             code = exc.code or 400
             return self.error(code, exc.name.replace(" ", ""), exc.description or exc.name)
@@ -293,7 +299,9 @@ class Peer:
     def _abort(self, environ: dict[str, Any], fault: str) -> None:
         with self.lock:
             self.request_log.append(
-                LoggedRequest(environ.get("REQUEST_METHOD", "?"), environ.get("PATH_INFO", "?"), 0, fault)
+                LoggedRequest(
+                    environ.get("REQUEST_METHOD", "?"), environ.get("PATH_INFO", "?"), 0, fault
+                )
             )
         sock = environ.get("werkzeug.socket")
         if isinstance(sock, socket.socket):
@@ -344,8 +352,12 @@ class Peer:
         )
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None,
-                  content_type: str = "application/json") -> Response:
+def json_response(
+    body: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> Response:
     return Response(
         json.dumps(body, separators=(",", ":"), default=str),
         status=status,

@@ -154,7 +154,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     try:
         # An explicit mapping (tests, the sandbox) is matched case-insensitively, as in Azure.
         if environ is None:
-            return Settings()  # type: ignore[call-arg]
+            return Settings()
         lowered = {k.lower(): v for k, v in source.items()}
         values = {}
         for field, info in Settings.model_fields.items():

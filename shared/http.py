@@ -171,7 +171,9 @@ class HttpClient:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 reason = f"HTTP {status}"
             if attempt >= self.policy.max_attempts:
-                self.stats.record(response.status_code if response is not None else None, retried=False)
+                self.stats.record(
+                    response.status_code if response is not None else None, retried=False
+                )
                 raise TransientError(
                     f"{self.name}: {method} {_path(url)} failed after {attempt} attempts ({reason})",
                     retry_after=retry_after,
@@ -205,4 +207,6 @@ def raise_for_permanent(response: requests.Response, what: str) -> None:
     if response.status_code < 400:
         return
     detail = response.text[:500]
-    raise PermanentError(f"{what}: HTTP {response.status_code}: {detail}", code=str(response.status_code))
+    raise PermanentError(
+        f"{what}: HTTP {response.status_code}: {detail}", code=str(response.status_code)
+    )

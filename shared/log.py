@@ -21,7 +21,9 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 _PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r"(?i)((?:client_secret|password|access_token|sig|signature)[\"']?\s*[=:]\s*[\"']?)[^\s&\"',}]{4,}"),
+    re.compile(
+        r"(?i)((?:client_secret|password|access_token|sig|signature)[\"']?\s*[=:]\s*[\"']?)[^\s&\"',}]{4,}"
+    ),
     re.compile(r"(?i)(AccountKey=|SharedAccessKey=)[^;\s]+"),
 ]
 
@@ -63,15 +65,11 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-_installed = False
-
-
 def install() -> None:
     """Attach the redacting filter to every root handler (idempotent)."""
-    global _installed
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler()
+        handler: logging.Handler = logging.StreamHandler()
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s")
         )
@@ -79,7 +77,6 @@ def install() -> None:
     for handler in root.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
-    _installed = True
 
 
 @contextlib.contextmanager

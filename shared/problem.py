@@ -36,7 +36,9 @@ def problem(
     return body
 
 
-def validation_problem(error: ValidationError, *, prefix: tuple[int | str, ...] = ()) -> dict[str, Any]:
+def validation_problem(
+    error: ValidationError, *, prefix: tuple[int | str, ...] = ()
+) -> dict[str, Any]:
     """422 listing every failing field with its JSON pointer; inputs are never echoed."""
     errors = [
         {"pointer": json_pointer(prefix + tuple(e["loc"])), "detail": e["msg"], "code": e["type"]}

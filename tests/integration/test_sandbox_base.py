@@ -39,7 +39,10 @@ def test_azure_identity_credential_works_unchanged(entra, test_client, tls):
         connection_verify=str(tls.ca_path),
     )
     token = credential.get_token("https://vault.azure.net/.default")
-    assert entra.issuer.verify(token.token, ["https://vault.azure.net"])["appid"] == test_client["clientId"]
+    assert (
+        entra.issuer.verify(token.token, ["https://vault.azure.net"])["appid"]
+        == test_client["clientId"]
+    )
 
 
 def test_wrong_secret_gets_aadsts7000215_invalid_client(entra, test_client, http):
