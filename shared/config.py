@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     azure_authority_host: HttpUrl = HttpUrl("https://login.microsoftonline.com")
     # Client id of the user-assigned managed identity in Azure; the sandbox client locally.
     azure_client_id: str | None = None
+    # Local sandbox only (azure-identity client secret); never set in Azure.
+    azure_client_secret: SecretStr | None = None
     # Extra CA bundle for TLS to local peers (the sandbox CA). Empty in Azure.
     hub_ca_bundle: Path | None = None
 
