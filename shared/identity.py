@@ -93,7 +93,9 @@ class ConfidentialClientToken:
                 try:
                     result = self._application().acquire_token_for_client(scopes=self._scopes)
                 except (requests.ConnectionError, requests.Timeout) as exc:
-                    raise TransientError(f"token endpoint unreachable: {type(exc).__name__}") from None
+                    raise TransientError(
+                        f"token endpoint unreachable: {type(exc).__name__}"
+                    ) from None
                 except ValueError as exc:  # msal raises ValueError on a bad authority document
                     raise TransientError(f"token endpoint answered unexpectedly: {exc}") from None
                 token = result.get("access_token")

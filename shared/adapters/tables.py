@@ -7,6 +7,7 @@ rejections, watermarks and delta tokens. Tables give per-entity ETags, which is 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import TYPE_CHECKING
 
@@ -55,10 +56,8 @@ class Tables:
         with self._lock:
             client = self._ready.get(full)
             if client is None:
-                try:
+                with contextlib.suppress(ResourceExistsError):
                     self.service.create_table(full)
-                except ResourceExistsError:
-                    pass
                 client = self.service.get_table_client(full)
                 self._ready[full] = client
             return client
