@@ -1,0 +1,47 @@
+"""Deterministic Contoso data: one consistent world projected onto every system the hub touches.
+
+Contoso builds custom HVAC units (rooftop units ``RTU-``, chillers ``CHL-``, air handlers
+``AHU-``) to order. ``generate(seed, scale)`` builds a world with ``scale`` legacy orders and,
+derived from it, accounts, products, territories with goals, open quotes and SAP orders, then
+projects it onto each system in that system's own format:
+
+- ``mainframe_seed()``  LOS records exactly as ``docs/mainframe-api.md`` (copybook strings);
+- ``sap_seed()``        SAP OData entities (``A_SalesOrder`` with ``to_Item``, ``A_Customer``,
+  ``A_Product``, ``Equipment``, stock, ``PPR0`` prices) as Python values;
+- ``dataverse_seed()``  the Dataverse master data of ``docs/dataverse-schema.md``;
+- ``quoting_tool_quotes()`` the hub's Quote JSON (camelCase, money as strings).
+
+Large tables are lazy and regenerated per chunk of 1,000 from ``(seed, entity, chunk)``, so a
+million legacy orders never sit in memory at once. A small, configurable fraction of records
+carries deliberate data-quality problems; ``ContosoData.planted`` lists every one by key, and
+``ContosoData.truth`` gives the expected valid view computed from the generator's own values.
+
+Run ``python -m sandbox.datagen --seed 7 --scale 1000 --out DIR`` to write NDJSON files.
+"""
+
+from sandbox.datagen._core import CHUNK, Planted, Table, to_jsonable
+from sandbox.datagen._master import Account, City, County, Goal, Product, Region, Rep
+from sandbox.datagen._truth import LegacyOrder, LegacyOrderLine, LegacySummary, Truth
+from sandbox.datagen._world import DEFAULT_AS_OF, ContosoData, Counts, generate
+
+__all__ = [
+    "CHUNK",
+    "DEFAULT_AS_OF",
+    "Account",
+    "City",
+    "ContosoData",
+    "Counts",
+    "County",
+    "Goal",
+    "LegacyOrder",
+    "LegacyOrderLine",
+    "LegacySummary",
+    "Planted",
+    "Product",
+    "Region",
+    "Rep",
+    "Table",
+    "Truth",
+    "generate",
+    "to_jsonable",
+]
