@@ -2,7 +2,8 @@
 
 import azure.functions as func
 
-from blueprints import operations
+from blueprints import operations, quotes
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(operations.bp)
+app.register_functions(quotes.bp)

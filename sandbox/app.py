@@ -41,7 +41,7 @@ class LocalApp:
                 bindings.append(
                     QueueBinding(
                         queue=str(trigger.resolved("queueName", settings)),
-                        handler=_handler(fn),
+                        handler=self._handler(fn),
                         sessions=bool(trigger.get("isSessionsEnabled", False)),
                     )
                 )
@@ -66,6 +66,18 @@ class LocalApp:
         for item in value if isinstance(value, list) else [value]:
             send_output(self.dispatcher, queue, item)
 
+    def _handler(self, fn: IndexedFunction) -> Any:
+        """Deliver a message to a Service Bus function; its outputs are sent only once it
+        succeeded, as the host does."""
+
+        def handle(message: Any) -> None:
+            invocation = functions.invoke(fn, message)
+            for binding in fn.outputs:
+                if binding.name in invocation.outputs:
+                    self._on_output(fn, binding, invocation.outputs[binding.name])
+
+        return handle
+
     def run_timer(self, name: str, *, past_due: bool = False) -> Any:
         """Run a timer-triggered function now, as the host would on its schedule."""
         fn = next(f for f in self.functions if f.name == name)
@@ -79,13 +91,6 @@ def send_output(dispatcher: Dispatcher, queue: str, item: Any) -> None:
     str/bytes are the body; a dict/list is serialised as JSON."""
     body = item if isinstance(item, (str, bytes)) else json.dumps(item)
     dispatcher.send(queue, body)
-
-
-def _handler(fn: IndexedFunction) -> Any:
-    def handle(message: Any) -> None:
-        functions.invoke(fn, message)
-
-    return handle
 
 
 def _reset_app_caches() -> None:

@@ -75,7 +75,21 @@ def start(
     table_port: int = 0,
     timeout: float = 20.0,
 ) -> Azurite:
-    """Start Azurite; in memory when ``location`` is None, else persisted in that folder."""
+    """Start Azurite and wait until it listens; in memory when ``location`` is None, else
+    persisted in that folder."""
+    launch = spawn(location, blob_port=blob_port, queue_port=queue_port, table_port=table_port)
+    return launch.wait(timeout)
+
+
+def spawn(
+    location: Path | None = None,
+    *,
+    blob_port: int = 0,
+    queue_port: int = 0,
+    table_port: int = 0,
+) -> Launch:
+    """Launch Azurite without waiting; ``wait()`` on the result (node takes seconds to start,
+    so the sandbox starts its peers meanwhile)."""
     args = [
         str(executable()),
         "--skipApiVersionCheck",
@@ -106,6 +120,23 @@ def start(
         text=True,
         start_new_session=True,  # its own process group, so stop() reaches node's children too
     )
+    return Launch(process)
+
+
+@dataclass
+class Launch:
+    process: subprocess.Popen[str]
+
+    def wait(self, timeout: float = 20.0) -> Azurite:
+        return _wait(self.process, timeout)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=5)
+
+
+def _wait(process: subprocess.Popen[str], timeout: float) -> Azurite:
     found: dict[str, str] = {}
     deadline = time.monotonic() + timeout
     assert process.stdout is not None

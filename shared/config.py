@@ -8,7 +8,7 @@ secret (storage and Service Bus connection strings, used locally instead of iden
 from __future__ import annotations
 
 import functools
-import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +21,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.errors import SettingsError
 from shared.ncrontab import validate_ncrontab
@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # --- SAP S/4HANA ---------------------------------------------------------------------------
     sap_base_url: HttpUrl
     sap_username: str = Field(min_length=1)
+    # SAP client (mandant) for systems with several; empty means the system default.
+    sap_client: str | None = Field(default=None, pattern=r"^(\d{3})?$")
     sap_password_secret_name: SecretName = "sap-communication-user-password"
     sap_inbound_schedule: Schedule = "0 */15 * * * *"
     sap_outbound_schedule: Schedule = "0 */15 * * * *"
@@ -150,21 +152,35 @@ def describe_errors(error: ValidationError) -> str:
     return f"{len(problems)} setting problem(s): " + "; ".join(sorted(problems))
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
+class _ExplicitSettings(Settings):
+    """Settings from an explicit mapping only: the process environment is not consulted."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Validate settings from ``environ`` (default: the process environment)."""
-    source = dict(os.environ if environ is None else environ)
     try:
-        # An explicit mapping (tests, the sandbox) is matched case-insensitively, as in Azure.
         if environ is None:
             return Settings()
-        lowered = {k.lower(): v for k, v in source.items()}
-        values = {}
+        # An explicit mapping (tests, the sandbox) is matched case-insensitively, as in Azure.
+        lowered = {k.lower(): v for k, v in environ.items()}
+        values: dict[str, Any] = {}
         for field, info in Settings.model_fields.items():
             env = _env_name(field)
             if env.lower() in lowered:
                 key = env if info.validation_alias else field
                 values[key] = lowered[env.lower()]
-        return Settings.model_validate(values)
+        return _ExplicitSettings(**values)
     except ValidationError as exc:
         # `from None`: the pydantic error would otherwise ride along in the traceback, values and all.
         raise SettingsError(describe_errors(exc)) from None

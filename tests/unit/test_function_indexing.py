@@ -23,6 +23,24 @@ EXPECTED: dict[str, dict[str, object]] = {
         "methods": ["GET"],
         "authLevel": "ANONYMOUS",
     },
+    "quote_intake": {
+        "type": "httpTrigger",
+        "route": "quotes",
+        "methods": ["POST"],
+        "authLevel": "FUNCTION",
+    },
+    "quote_status": {
+        "type": "httpTrigger",
+        "route": "quotes/{quoteId}",
+        "methods": ["GET"],
+        "authLevel": "FUNCTION",
+    },
+    "quote_push": {
+        "type": "serviceBusTrigger",
+        "queueName": "%QUOTES_QUEUE_NAME%",
+        "connection": "ServiceBusConnection",
+    },
+    "quote_qualification": {"type": "timerTrigger", "schedule": "%DATAVERSE_CHANGES_SCHEDULE%"},
 }
 
 

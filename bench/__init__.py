@@ -1,0 +1,1 @@
+"""Benchmarks: quick local measurements of the hub's hot paths (``make bench``)."""

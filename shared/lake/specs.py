@@ -1,0 +1,302 @@
+"""Declarative silver entity specs: what a source record becomes in its conformed table.
+
+A spec names the silver table, the bronze source/entity it reads, the business key, the source's
+modified-time column and one ``Column`` per conformed value (raw field, kind, checks). The silver
+job (``shared.lake.silver``) turns a spec into vectorised polars expressions; nothing here imports
+polars, so specs can be declared anywhere.
+
+Kinds:
+
+=================== ==================================================== =========================
+kind                raw value                                            silver type
+=================== ==================================================== =========================
+``id``              string, trimmed of padding; blank is null            string
+``text``            string, trimmed; blank is null                       string
+``int``             digits with optional sign (``"0010"`` is 10)         int64
+``legacy_date``     ``YYYYMMDD``; blank or ``00000000`` is null          date
+``legacy_timestamp`` ``YYYYMMDDHHMMSS`` in UTC                           timestamp (UTC, µs)
+``implied_decimal`` digits with ``scale`` implied decimals               decimal(precision, scale)
+``decimal``         decimal string or JSON number, at most ``scale``     decimal(precision, scale)
+                    significant decimals
+``code``            a letter/code looked up in ``codes``                 string (the named value)
+``iso_date``        ``YYYY-MM-DD``                                       date
+``iso_timestamp``   ISO 8601 with ``Z`` or an offset (naive means UTC)   timestamp (UTC, µs)
+``bool``            ``true``/``false`` (any case)                        boolean
+=================== ==================================================== =========================
+
+A value that does not parse, a missing required value (key columns and the modified column are
+always required), a non-positive value where ``positive`` is set and an unknown code send the
+record to quarantine with a reason naming the raw field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import polars as pl
+
+Kind = Literal[
+    "id",
+    "text",
+    "int",
+    "legacy_date",
+    "legacy_timestamp",
+    "implied_decimal",
+    "decimal",
+    "code",
+    "iso_date",
+    "iso_timestamp",
+    "bool",
+]
+MONEY_PRECISION = 18
+"""Money is decimal(18, 2) in every silver table: wide enough for any order, never a float."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One conformed column: its silver name, the raw field it comes from and how to read it."""
+
+    name: str
+    field: str
+    kind: Kind = "text"
+    scale: int = 0
+    precision: int = MONEY_PRECISION
+    codes: tuple[tuple[str, str], ...] = ()
+    required: bool = False
+    positive: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind == "code" and not self.codes:
+            raise ValueError(f"column {self.name}: a code column needs its codes")
+        if self.kind in ("implied_decimal", "decimal") and not 0 <= self.scale <= self.precision:
+            raise ValueError(f"column {self.name}: scale must be between 0 and precision")
+
+
+@dataclass(frozen=True)
+class SoftDelete:
+    """How a source marks a deletion, for sources that send them (e.g. Dataverse).
+
+    A record is a deletion when raw ``field`` equals ``equals`` or ends with ``endswith``.
+    Deletion records often carry the key under another name (Dataverse: ``id``): ``key_fields``
+    maps key columns to those raw fields. ``deleted_at_field`` holds the deletion time if the
+    source sends one; otherwise the ingestion time is used, which also orders the deletion after
+    every version seen before it.
+    """
+
+    field: str
+    equals: str | None = None
+    endswith: str | None = None
+    key_fields: tuple[tuple[str, str], ...] = ()
+    deleted_at_field: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.equals is None) == (self.endswith is None):
+            raise ValueError("a soft delete matches by exactly one of equals or endswith")
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """A conformed silver entity.
+
+    ``key`` and ``modified`` name silver columns among ``columns``; ``modified`` must be a
+    timestamp kind. ``transform`` (optional) derives extra columns from the typed, valid rows;
+    it receives and returns a polars DataFrame and must be deterministic.
+    """
+
+    table: str
+    source: str
+    entity: str
+    key: tuple[str, ...]
+    modified: str
+    columns: tuple[Column, ...]
+    soft_delete: SoftDelete | None = None
+    transform: Callable[[pl.DataFrame], pl.DataFrame] | None = None
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"spec {self.table}: duplicate column names")
+        missing = [k for k in (*self.key, self.modified) if k not in names]
+        if missing:
+            raise ValueError(f"spec {self.table}: key/modified columns not declared: {missing}")
+        if self.column(self.modified).kind not in ("legacy_timestamp", "iso_timestamp"):
+            raise ValueError(f"spec {self.table}: the modified column must be a timestamp")
+        reserved = (set(names) | set(self.raw_fields)) & set(SYSTEM_COLUMNS)
+        if reserved:
+            raise ValueError(f"spec {self.table}: reserved names {sorted(reserved)}")
+
+    def column(self, name: str) -> Column:
+        """The column called ``name``."""
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    def is_required(self, column: Column) -> bool:
+        """Key and modified columns are always required."""
+        return column.required or column.name in self.key or column.name == self.modified
+
+    @property
+    def raw_fields(self) -> tuple[str, ...]:
+        """Every raw field the spec reads (columns, soft-delete marker and its key fields)."""
+        fields = [c.field for c in self.columns]
+        if self.soft_delete is not None:
+            fields.append(self.soft_delete.field)
+            fields += [raw for _, raw in self.soft_delete.key_fields]
+            if self.soft_delete.deleted_at_field:
+                fields.append(self.soft_delete.deleted_at_field)
+        return tuple(dict.fromkeys(fields))
+
+
+IS_DELETED = "is_deleted"
+DELETED_AT = "deleted_at"
+BRONZE_PATH = "bronze_path"
+RUN_ID = "run_id"
+CONTENT_HASH = "content_hash"
+INGESTED_AT = "ingested_at"
+LINEAGE_COLUMNS = (BRONZE_PATH, RUN_ID, CONTENT_HASH, INGESTED_AT)
+SYSTEM_COLUMNS = (IS_DELETED, DELETED_AT, *LINEAGE_COLUMNS)
+"""Columns every silver table has after its spec's columns, in this order."""
+
+
+def json_spec(
+    table: str,
+    *,
+    source: str,
+    entity: str,
+    key: Sequence[str],
+    modified: str,
+    columns: Sequence[Column],
+    soft_delete: SoftDelete | None = None,
+    transform: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+) -> EntitySpec:
+    """A spec for a JSON source (Quoting Tool, SAP OData, Dataverse).
+
+    Key and modified columns are marked required; the modified column must be declared as
+    ``iso_timestamp`` (or ``legacy_timestamp``). Money columns use ``kind="decimal"``, which
+    refuses values with more significant decimals than the column's scale instead of rounding.
+    """
+    marked = tuple(
+        Column(
+            name=c.name,
+            field=c.field,
+            kind=c.kind,
+            scale=c.scale,
+            precision=c.precision,
+            codes=c.codes,
+            required=c.required or c.name in key or c.name == modified,
+            positive=c.positive,
+        )
+        for c in columns
+    )
+    return EntitySpec(
+        table=table,
+        source=source,
+        entity=entity,
+        key=tuple(key),
+        modified=modified,
+        columns=marked,
+        soft_delete=soft_delete,
+        transform=transform,
+    )
+
+
+def dataverse_deletions(key_column: str) -> SoftDelete:
+    """Dataverse change tracking's deletion marker.
+
+    Deleted rows come back as ``{"@odata.context": ".../$metadata#<set>/$deletedEntity",
+    "id": "<guid>", "reason": "deleted"}`` (use-change-tracking-synchronize-data-external-systems).
+    """
+    return SoftDelete(
+        field="@odata.context", endswith="/$deletedEntity", key_fields=((key_column, "id"),)
+    )
+
+
+# --- The legacy mainframe (docs/mainframe-api.md) ---------------------------------------------
+
+ORDER_STATUS = (
+    ("O", "Open"),
+    ("R", "Released"),
+    ("S", "Shipped"),
+    ("I", "Invoiced"),
+    ("C", "Closed"),
+    ("X", "Cancelled"),
+)
+CUSTOMER_STATUS = (("A", "Active"), ("I", "Inactive"), ("H", "CreditHold"))
+MAINFRAME = "mainframe"
+_LSTUPD = Column("source_modified_at", "LSTUPD", "legacy_timestamp", required=True)
+
+LEGACY_ORDERS = EntitySpec(
+    table="legacy_orders",
+    source=MAINFRAME,
+    entity="orders",
+    key=("order_no",),
+    modified="source_modified_at",
+    columns=(
+        Column("order_no", "ORDNO", "id", required=True),
+        Column("customer_no", "CUSTNO", "id", required=True),
+        Column("order_date", "ORDDT", "legacy_date", required=True),
+        Column("requested_date", "REQDT", "legacy_date"),
+        Column("status", "STATUS", "code", codes=ORDER_STATUS, required=True),
+        Column("currency", "CURR", "id"),
+        Column("total_amount", "TOTAMT", "implied_decimal", scale=2, required=True),
+        Column("plant", "PLANT", "id"),
+        Column("sales_rep", "SLSREP", "id"),
+        Column("quote_ref", "QTREF", "id"),
+        _LSTUPD,
+    ),
+)
+LEGACY_ORDER_LINES = EntitySpec(
+    table="legacy_order_lines",
+    source=MAINFRAME,
+    entity="orderlines",
+    key=("order_no", "line_no"),
+    modified="source_modified_at",
+    columns=(
+        Column("order_no", "ORDNO", "id", required=True),
+        Column("line_no", "LINENO", "int", required=True),
+        Column("item_no", "ITEMNO", "id", required=True),
+        Column("quantity", "QTY", "implied_decimal", scale=3, required=True, positive=True),
+        Column("unit_price", "UPRICE", "implied_decimal", scale=2, required=True),
+        Column("status", "STATUS", "code", codes=ORDER_STATUS, required=True),
+        _LSTUPD,
+    ),
+)
+PLANT_INVENTORY = EntitySpec(
+    table="plant_inventory",
+    source=MAINFRAME,
+    entity="inventory",
+    key=("plant", "item_no"),
+    modified="source_modified_at",
+    columns=(
+        Column("plant", "PLANT", "id", required=True),
+        Column("item_no", "ITEMNO", "id", required=True),
+        Column("on_hand", "ONHAND", "int", required=True),
+        Column("allocated", "ALLOC", "int", required=True),
+        _LSTUPD,
+    ),
+)
+CUSTOMERS = EntitySpec(
+    table="customers",
+    source=MAINFRAME,
+    entity="customers",
+    key=("customer_no",),
+    modified="source_modified_at",
+    columns=(
+        Column("customer_no", "CUSTNO", "id", required=True),
+        Column("name", "CUSTNM", "text"),
+        Column("city", "CITY", "text"),
+        Column("state", "STATE", "text"),
+        Column("zip", "ZIP", "text"),
+        Column("country", "CNTRY", "id"),
+        Column("status", "STATUS", "code", codes=CUSTOMER_STATUS, required=True),
+        _LSTUPD,
+    ),
+)
+MAINFRAME_SPECS: dict[str, EntitySpec] = {
+    spec.entity: spec for spec in (CUSTOMERS, LEGACY_ORDERS, LEGACY_ORDER_LINES, PLANT_INVENTORY)
+}
+"""Mainframe listing name -> spec, in dependency order (customers before their orders)."""

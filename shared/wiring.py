@@ -1,0 +1,217 @@
+"""The composition root: the one place adapters are built from ``Settings``.
+
+Everything is built lazily on first use and then shared for the life of the worker process
+(HTTP connection pools, msal's token cache, the secret cache, the territory map). Blueprints ask
+for a service here; they never construct an SDK client themselves. ``reset()`` forgets it all,
+for tests and the sandbox, which start a new world with new settings.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import requests
+from azure.core.credentials import TokenCredential
+
+from shared.adapters.dataverse import DataverseClient
+from shared.adapters.mainframe import MainframeClient
+from shared.adapters.quote_store import QuoteStore
+from shared.adapters.quoting_tool import QuotingToolClient
+from shared.adapters.records import CouplingStore, RejectionStore
+from shared.adapters.sap import SapClient
+from shared.adapters.secrets import SecretProvider
+from shared.adapters.state import DEFAULT_TABLE, WatermarkStore
+from shared.adapters.tables import Tables
+from shared.config import Settings, get_settings
+from shared.http import HttpClient, RetryPolicy, make_session
+from shared.identity import ConfidentialClientToken, azure_credential
+from shared.lake.bronze import BronzeReader, BronzeWriter
+from shared.lake.storage import LakeConfig, LakeStorage
+from shared.services.quotes import QuoteFlow
+from shared.services.territory import TerritoryDirectory, TerritoryMap
+
+_cached: list[Callable[[], None]] = []
+
+
+def _once[T](build: Callable[[], T]) -> Callable[[], T]:
+    """Build on first call, then share; ``reset()`` forgets it."""
+    cached = functools.cache(build)
+    _cached.append(cached.cache_clear)
+    return cached
+
+
+def reset() -> None:
+    """Forget every built adapter and the validated settings."""
+    for clear in _cached:
+        clear()
+    get_settings.cache_clear()
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+@_once
+def credential() -> TokenCredential:
+    return azure_credential(settings())
+
+
+@_once
+def session() -> requests.Session:
+    return make_session(settings().hub_ca_bundle, pool_size=32)
+
+
+def policy() -> RetryPolicy:
+    s = settings()
+    return RetryPolicy(s.retry_max_attempts, s.retry_base_delay_seconds, s.retry_max_delay_seconds)
+
+
+@_once
+def secrets() -> SecretProvider:
+    s = settings()
+    host = urlsplit(str(s.key_vault_url)).hostname or ""
+    return SecretProvider(
+        str(s.key_vault_url),
+        credential(),
+        ca_bundle=s.hub_ca_bundle,
+        # The challenge's resource is checked against real vault hosts; a local vault isn't one.
+        verify_challenge_resource=host.endswith(".vault.azure.net"),
+    )
+
+
+def _secret(name: str) -> tuple[Callable[[], str], Callable[[], None]]:
+    vault = secrets()
+    return (lambda: vault.get(name)), (lambda: vault.invalidate(name))
+
+
+@_once
+def dataverse() -> DataverseClient:
+    s = settings()
+    read, forget = _secret(s.dataverse_client_secret_name)
+    token = ConfidentialClientToken(
+        client_id=s.dataverse_client_id,
+        authority=s.authority,
+        resource=str(s.dataverse_url),
+        secret=read,
+        invalidate_secret=forget,
+        session=session(),
+    )
+    http = HttpClient(
+        session(), policy=policy(), timeout=s.http_timeout_seconds, token=token, name="dataverse"
+    )
+    return DataverseClient(http, str(s.dataverse_url))
+
+
+@_once
+def sap() -> SapClient:
+    s = settings()
+    read, forget = _secret(s.sap_password_secret_name)
+    http = HttpClient(session(), policy=policy(), timeout=s.http_timeout_seconds, name="sap")
+    return SapClient(
+        http,
+        str(s.sap_base_url),
+        username=s.sap_username,
+        password=read,
+        on_unauthorized=forget,
+        sap_client=s.sap_client or None,
+    )
+
+
+@_once
+def mainframe() -> MainframeClient:
+    s = settings()
+    read, forget = _secret(s.mainframe_client_secret_name)
+    return MainframeClient(
+        str(s.mainframe_base_url),
+        s.mainframe_client_id,
+        read,
+        session=session(),
+        policy=policy(),
+        timeout=s.http_timeout_seconds,
+        on_secret_rejected=forget,
+    )
+
+
+@_once
+def quoting_tool() -> QuotingToolClient:
+    s = settings()
+    read, forget = _secret(s.quoting_tool_hmac_secret_name)
+    return QuotingToolClient(
+        str(s.quoting_tool_callback_url),
+        read,
+        session=session(),
+        policy=policy(),
+        timeout=s.http_timeout_seconds,
+        on_secret_rejected=forget,
+    )
+
+
+@_once
+def lake() -> LakeStorage:
+    s = settings()
+    return LakeStorage(LakeConfig.from_settings(s, None if s.lake_use_emulator else credential()))
+
+
+@_once
+def tables() -> Tables:
+    s = settings()
+    return Tables(
+        str(s.lake_table_url),
+        use_emulator=s.lake_use_emulator,
+        credential=None if s.lake_use_emulator else credential(),
+    )
+
+
+@_once
+def watermarks() -> WatermarkStore:
+    return WatermarkStore(tables().table(DEFAULT_TABLE))
+
+
+@_once
+def couplings() -> CouplingStore:
+    return CouplingStore(tables())
+
+
+@_once
+def rejections() -> RejectionStore:
+    return RejectionStore(tables())
+
+
+def _load_territories() -> TerritoryMap:
+    client = dataverse()
+    return TerritoryMap.from_dataverse(
+        client.query(
+            "territories",
+            select=[
+                "territoryid",
+                "contoso_territorycode",
+                "name",
+                "contoso_level",
+                "_contoso_parentterritoryid_value",
+            ],
+        ),
+        client.query("contoso_postalcodes", select=["contoso_name", "_contoso_territoryid_value"]),
+    )
+
+
+@_once
+def territories() -> TerritoryDirectory:
+    return TerritoryDirectory(_load_territories)
+
+
+@_once
+def quote_flow() -> QuoteFlow:
+    return QuoteFlow(
+        store=QuoteStore(tables()),
+        bronze=BronzeWriter(lake()),
+        bronze_reader=BronzeReader(lake()),
+        territories=territories(),
+        dataverse=dataverse(),
+        callbacks=quoting_tool(),
+        delta_tokens=watermarks(),
+        couplings=couplings(),
+        rejections=rejections(),
+        qualified_statuses=settings().qualified_statuses,
+    )
