@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -28,14 +29,30 @@ PEERS = (
 )
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
+class _Stop(Exception):
+    """Raised in the main thread by SIGINT/SIGTERM, so cleanup runs wherever we are."""
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    raise _Stop
+
+
+def _install_signal_handlers() -> None:
+    # Installed before anything starts: a signal during start-up must still stop what already
+    # runs (Azurite is a separate process and would outlive us otherwise).
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+        signal.signal(sig, _on_signal)
+
+
+def _wait_for_signal() -> None:
+    try:
+        threading.Event().wait()
+    except _Stop:
+        return
 
 
 def serve(args: argparse.Namespace) -> int:
+    _install_signal_handlers()
     ports = Ports(**{name: getattr(args, f"port_{name}") for name in PEERS})
     state = ROOT_STATE / "serve" if args.persist else Path(tempfile.mkdtemp(prefix="sandbox-"))
     world = World(state, persist=args.persist, ports=ports)
@@ -62,12 +79,15 @@ def serve(args: argparse.Namespace) -> int:
         _wait_for_signal()
     finally:
         world.stop()
+        if not args.persist:
+            shutil.rmtree(state, ignore_errors=True)
     return 0
 
 
 def devhost(args: argparse.Namespace) -> int:
     from sandbox.app import LocalApp
 
+    _install_signal_handlers()
     settings_file = Path("local.settings.json")
     if settings_file.exists():
         for key, value in json.loads(settings_file.read_text()).get("Values", {}).items():
@@ -118,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--seed", type=int, default=7)
     m.set_defaults(run=demo)
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except _Stop:
+        return 0
 
 
 if __name__ == "__main__":
