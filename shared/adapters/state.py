@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shared.errors import TransientError
-from shared.lake.storage import EMULATOR_ACCOUNT, EMULATOR_ACCOUNT_KEY
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -78,20 +77,11 @@ class WatermarkStore:
         credential: TokenCredential | None = None,
         table_name: str = DEFAULT_TABLE,
     ) -> WatermarkStore:
-        """A store on ``table_url`` (the account's Table endpoint), creating the table lazily."""
-        from azure.core.credentials import AzureNamedKeyCredential
-        from azure.data.tables import TableServiceClient
+        """A store on ``table_url`` (the account's Table endpoint)."""
+        from shared.adapters.tables import Tables
 
-        if use_emulator:
-            service = TableServiceClient(
-                endpoint=table_url,
-                credential=AzureNamedKeyCredential(EMULATOR_ACCOUNT, EMULATOR_ACCOUNT_KEY),
-            )
-        elif credential is not None:
-            service = TableServiceClient(endpoint=table_url, credential=credential)
-        else:
-            raise ValueError("a credential is required unless the store uses the emulator")
-        return cls(service.get_table_client(table_name))
+        tables = Tables(table_url, use_emulator=use_emulator, credential=credential)
+        return cls(tables.table(table_name))
 
     @classmethod
     def from_settings(

@@ -15,14 +15,10 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 
+from shared.lake.storage import EMULATOR_ACCOUNT, EMULATOR_ACCOUNT_KEY
+
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-
-# Azurite's published development account (public constants, not secrets).
-EMULATOR_ACCOUNT = "devstoreaccount1"
-EMULATOR_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
 
 
 class Tables:
@@ -39,7 +35,7 @@ class Tables:
         if use_emulator:
             self.service = TableServiceClient(
                 endpoint=table_url.rstrip("/"),
-                credential=AzureNamedKeyCredential(EMULATOR_ACCOUNT, EMULATOR_KEY),
+                credential=AzureNamedKeyCredential(EMULATOR_ACCOUNT, EMULATOR_ACCOUNT_KEY),
             )
         else:
             if credential is None:
