@@ -12,15 +12,20 @@ Control surface extras (sandbox only):
 
 - seed ``{"orders": [...], "orderlines": [...], "inventory": [...], "customers": [...]}`` with
   legacy records. ``LSTUPD`` comes from the seed; a record without one is stamped with now.
-  Seeding a key again replaces the record.
+  Orders, order lines and inventory are keyed files: seeding a key again replaces the record.
+  The customer file does not enforce unique keys (customers were keyed in by hand, and the
+  same ``CUSTNO`` was given twice), so every seeded customer record is kept and listed, two
+  records with one ``CUSTNO`` included; listings order them by ``LSTUPD``, key, then the order
+  they were written in.
 - seed ``{"clients": [{"clientId", "clientSecret"}]}`` registers API clients (kept across resets,
   like app registrations).
 - seed ``{"settings": [{"tokenLifetimeSeconds": 300, "now": "YYYYMMDDHHMMSS" | null}]}``: token
   lifetime, and an optional pinned business clock (``LSTUPD`` stamps and ``ASOF``) so tests can
   place changes either side of a watermark without sleeping.
 - ``POST /_sandbox/touch`` ``{"<entity>": [{<key fields>, <changed fields>...}]}``: writes as the
-  mainframe's own transactions would, merging the fields into the record with that key
-  (creating it when new) and stamping ``LSTUPD`` with now.
+  mainframe's own transactions would, merging the fields into the record with that key (the
+  first one written, where a customer number is held twice; creating it when new) and
+  stamping ``LSTUPD`` with now.
 - ``POST /_sandbox/tokens/expire``: every issued token expires at once (tests of refresh-on-401).
 - ``records/<entity>``, ``records/clients`` (ids only), ``records/tokens`` (no token values).
 """
@@ -49,6 +54,8 @@ ENTITIES: dict[str, tuple[str, ...]] = {
     "inventory": ("PLANT", "ITEMNO"),
     "customers": ("CUSTNO",),
 }
+# Files whose key is not unique: a record with a key already held is kept beside it.
+DUPLICATE_KEYS_ALLOWED = frozenset({"customers"})
 TIMESTAMP_FORMAT = "%Y%m%d%H%M%S"
 DEFAULT_PAGE_SIZE = 500
 DEFAULT_TOKEN_LIFETIME = 300
@@ -69,12 +76,18 @@ _RC_BY_STATUS = {
 }
 
 
+# Where a record is held: its key and, for a key held more than once, which of them (0 first).
+_Slot = tuple[tuple[str, ...], int]
+# Listing order: LSTUPD, key, occurrence (14-digit stamps and fixed-width keys sort as strings).
+_Position = tuple[str, tuple[str, ...], int]
+
+
 @dataclass(frozen=True)
 class _Cursor:
     entity: str
     since: str | None
     asof: str
-    after: tuple[str, tuple[str, ...]]
+    after: _Position
 
 
 @dataclass
@@ -113,7 +126,7 @@ class MainframePeer(Peer):
         self.pinned_now: dt.datetime | None = None
         self.token_lifetime_seconds = DEFAULT_TOKEN_LIFETIME
         self.clients: dict[str, str] = {}
-        self.tables: dict[str, dict[tuple[str, ...], dict[str, str]]] = {}
+        self.tables: dict[str, dict[_Slot, dict[str, str]]] = {}
         self.tokens: dict[str, _Token] = {}
         self.cursors: OrderedDict[str, _Cursor] = OrderedDict()
         super().__init__(tls=tls)
@@ -154,7 +167,7 @@ class MainframePeer(Peer):
                 for row in rows:
                     record = _validate_record(table, row)
                     record.setdefault("LSTUPD", now)
-                    self.tables[table][_key(table, record)] = record
+                    self._store(table, record)
             else:
                 raise PeerError(400, "12", f"UNKNOWN TABLE {table}")
             counts[table] = len(rows)
@@ -162,7 +175,7 @@ class MainframePeer(Peer):
 
     def records(self, table: str) -> list[dict[str, Any]]:
         if table in ENTITIES:
-            return [dict(r) for r in _ordered(self.tables[table].values(), table)]
+            return [dict(r) for _, r in _ordered(self.tables[table])]
         if table == "clients":
             return [{"clientId": c} for c in self.clients]
         if table == "tokens":
@@ -198,8 +211,7 @@ class MainframePeer(Peer):
             now = self.now_stamp()
             for change in changes:
                 fields = _validate_record(entity, change)
-                key = _key(entity, fields)
-                record = self.tables[entity].setdefault(key, {})
+                record = self.tables[entity].setdefault((_key(entity, fields), 0), {})
                 record.update(fields)
                 record["LSTUPD"] = now
                 touched.append(dict(record))
@@ -211,6 +223,16 @@ class MainframePeer(Peer):
             for token in self.tokens.values():
                 token.expires_at = min(token.expires_at, time.time() - 1)
             return len(self.tokens)
+
+    def _store(self, entity: str, record: dict[str, str]) -> None:
+        """Write a seeded record: beside others with its key where the file allows that,
+        else in place of the one with its key."""
+        key = _key(entity, record)
+        occurrence = 0
+        if entity in DUPLICATE_KEYS_ALLOWED:
+            while (key, occurrence) in self.tables[entity]:
+                occurrence += 1
+        self.tables[entity][(key, occurrence)] = record
 
     # ---- handlers ------------------------------------------------------------------------------
     def _token(self, request: Request) -> Response:
@@ -258,17 +280,16 @@ class MainframePeer(Peer):
                 since = _changed_since(request.args.get("changedSince"))
                 asof, after = self.now_stamp(), None
             rows = [
-                r
-                for r in _ordered(self.tables[entity].values(), entity)
-                if since is None or r["LSTUPD"] > since
+                (position, r)
+                for position, r in _ordered(self.tables[entity])
+                if (since is None or r["LSTUPD"] > since) and (after is None or position > after)
             ]
-            if after is not None:
-                rows = [r for r in rows if _sort_key(r, entity) > after]
-            page = [dict(r) for r in rows[:page_size]]
+            page = [dict(r) for _, r in rows[:page_size]]
             next_token = None
             if len(rows) > page_size:
                 next_token = secrets.token_urlsafe(18)
-                self.cursors[next_token] = _Cursor(entity, since, asof, _sort_key(page[-1], entity))
+                last = rows[page_size - 1][0]
+                self.cursors[next_token] = _Cursor(entity, since, asof, last)
                 while len(self.cursors) > _MAX_CURSORS:
                     self.cursors.popitem(last=False)
         return json_response({"RECORDS": page, "NEXTPAGE": next_token, "ASOF": asof})
@@ -346,10 +367,9 @@ def _key(entity: str, record: dict[str, str]) -> tuple[str, ...]:
     return tuple(record[name] for name in ENTITIES[entity])
 
 
-def _sort_key(record: dict[str, str], entity: str) -> tuple[str, tuple[str, ...]]:
-    # 14-digit timestamps and fixed-width keys sort correctly as strings.
-    return record["LSTUPD"], _key(entity, record)
-
-
-def _ordered(records: Iterable[dict[str, str]], entity: str) -> list[dict[str, str]]:
-    return sorted(records, key=lambda r: _sort_key(r, entity))
+def _ordered(table: dict[_Slot, dict[str, str]]) -> list[tuple[_Position, dict[str, str]]]:
+    """The records of a file in listing order, each with its position in that order."""
+    return sorted(
+        (((r["LSTUPD"], key, occurrence), r) for (key, occurrence), r in table.items()),
+        key=lambda item: item[0],
+    )

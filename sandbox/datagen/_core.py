@@ -150,6 +150,13 @@ class Planted:
     keys such as ``(ORDNO, LINENO)``) that carry that problem. Entities are named
     ``<system>.<table>``: ``mainframe.customers``, ``mainframe.orders``, ``mainframe.orderlines``,
     ``sap.A_Customer``, ``sap.A_SalesOrder``, ``dataverse.accounts``, ``quotingtool.quotes``.
+
+    Duplicate customers take the form each system allows, and are keyed by the account number
+    of the customer that exists twice: ``mainframe.customers`` ``duplicate_key`` (two records
+    with one ``CUSTNO``: the legacy file does not enforce unique keys), ``sap.A_Customer``
+    ``duplicate_customer`` (a second customer number, ``C8`` prefix, for the same company) and
+    ``dataverse.accounts`` ``duplicate_account`` (a second account without an account number,
+    since the alternate key keeps account numbers unique).
     """
 
     keys: dict[str, dict[str, frozenset[PlantedKey]]] = field(default_factory=dict)
@@ -192,9 +199,43 @@ class Planted:
         return "\n".join(lines)
 
 
+class JsonNumber(Decimal):
+    """A ``Decimal`` that JSON carries as a number rather than a string.
+
+    Systems disagree on how a decimal travels in JSON: SAP's OData V2 writes ``Edm.Decimal`` as
+    a string, while the Dataverse Web API (OData v4 JSON without ``IEEE754Compatible``) wants
+    money and decimal columns as JSON numbers and refuses ``"8900.00"`` with 0x80048d19
+    "Cannot convert the literal ... to the expected type 'Edm.Decimal'". A projection marks its
+    number-typed values with this class; arithmetic on it gives plain ``Decimal`` values.
+    """
+
+    __slots__ = ()
+
+
+def _json_number(value: JsonNumber) -> int | float:
+    """The JSON number for a ``JsonNumber``, refused unless its text is exactly the value.
+
+    The standard ``json`` encoder writes a float with the shortest text that reads back as the
+    same double, which is the decimal's own text for every value up to 15 significant digits
+    (money and rates here have far fewer); the check makes a longer one fail loudly instead of
+    arriving rounded.
+    """
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a JSON number")
+    if value == value.to_integral_value():
+        return int(value)
+    number = float(value)
+    if Decimal(repr(number)) != value:
+        raise ValueError(f"{value} has no exact JSON number form in a binary double")
+    return number
+
+
 def to_jsonable(value: Any) -> Any:
-    """Python values to JSON-ready ones: ``Decimal`` as a string (never a float), ``datetime``
-    as RFC 3339 UTC with ``Z``, ``date`` as ``YYYY-MM-DD``; containers recursively."""
+    """Python values to JSON-ready ones: ``Decimal`` as a string (never a float), a
+    ``JsonNumber`` as a JSON number whose text is exactly its value, ``datetime`` as RFC 3339
+    UTC with ``Z``, ``date`` as ``YYYY-MM-DD``; containers recursively."""
+    if isinstance(value, JsonNumber):
+        return _json_number(value)
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dt.datetime):

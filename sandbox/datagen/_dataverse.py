@@ -1,9 +1,22 @@
 """The Dataverse master data that exists before the hub runs, as Web API entity records.
 
-Columns are the logical names of ``docs/dataverse-schema.md``. Primary keys are deterministic
-GUIDs; lookups are ``<navigation>@odata.bind`` references to those GUIDs (an alternate-key
-reference would be ambiguous exactly where duplicates are planted). Money and dates are Python
-``Decimal`` / ``date`` / ``datetime`` values.
+Columns are the logical names of ``docs/dataverse-schema.md``; each record is a create payload
+the Web API (and the sandbox's ``/_sandbox/seed``) accepts as it is:
+
+- primary keys are deterministic GUIDs;
+- lookups are ``<navigation property>@odata.bind`` references to those GUIDs, through the
+  navigation property's own (case-sensitive) name: ``contoso_ParentTerritoryId``, not the
+  column name ``contoso_parentterritoryid`` (which Dataverse refuses with 0x80048d19 "An
+  undeclared property ...");
+- choice columns carry their option values (``contoso_productfamily`` 100000000 RTU, ...),
+  never labels;
+- money and decimal columns are ``JsonNumber`` values (``Decimal`` that JSON writes as a
+  number, as the Web API requires); dates are ``date`` / ``datetime`` values.
+
+Accounts have the alternate key ``accountnumber``, which Dataverse enforces: two rows with one
+account number cannot exist. The planted duplicate is therefore what really happens in a CRM:
+the same company keyed in again by hand, under a variant of its name and *without* an account
+number (key columns may be empty; empty values are not indexed).
 """
 
 from __future__ import annotations
@@ -12,10 +25,9 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 
-from sandbox.datagen._core import Record, stable_uuid
+from sandbox.datagen._core import JsonNumber, Record, stable_uuid
 from sandbox.datagen._master import (
     CAD_RATE,
-    FAMILIES,
     Account,
     Accounts,
     Geography,
@@ -27,6 +39,10 @@ from sandbox.datagen._sap import price_list_name
 
 CURRENCIES = ("USD", "CAD")
 PRICE_APPROVER = "pricing@contoso.com"
+# Option values of the choice columns (docs/dataverse-schema.md).
+PRODUCT_FAMILY_OPTIONS = {"RTU": 100000000, "CHL": 100000001, "AHU": 100000002}
+CREDIT_STATUS_OK = 100000000
+CREDIT_STATUS_ON_HOLD = 100000001
 
 
 class Dataverse:
@@ -62,11 +78,11 @@ class Dataverse:
         """``territoryid`` of a territory code."""
         return self._id("territory", code)
 
-    def _account(self, account: Account, accountid: str, name: str) -> Record:
-        return {
-            "accountid": accountid,
-            "name": name,
-            "accountnumber": account.number,
+    def _account(self, account: Account, accountid: str, name: str, *, numbered: bool) -> Record:
+        record: Record = {"accountid": accountid, "name": name}
+        if numbered:
+            record["accountnumber"] = account.number
+        record |= {
             "address1_line1": account.street,
             "address1_city": account.city.name,
             "address1_county": account.city.county.name,
@@ -74,19 +90,26 @@ class Dataverse:
             "address1_postalcode": account.zip,
             "address1_country": "US",
             "statecode": 1 if account.status == "I" else 0,
-            "contoso_creditstatus": "HOLD" if account.status == "H" else "OK",
+            "contoso_creditstatus": (
+                CREDIT_STATUS_ON_HOLD if account.status == "H" else CREDIT_STATUS_OK
+            ),
         }
+        return record
 
     def accounts_records(self) -> Iterator[Record]:
-        """``accounts``, then the planted duplicates (same ``accountnumber``, other name)."""
+        """``accounts``, then the planted duplicates: the same company (same address) under
+        another name and without an account number, as a hand-made second record is."""
         for account in self.accounts:
-            yield self._account(account, self.account_id(account.number), account.name)
+            yield self._account(
+                account, self.account_id(account.number), account.name, numbered=True
+            )
         for index in self.account_duplicates:
             account = self.accounts.get(index)
             yield self._account(
                 account,
                 self._id("account-duplicate", account.number),
                 duplicate_name(account.name, index + 2),
+                numbered=False,
             )
 
     def contacts(self) -> Iterator[Record]:
@@ -111,7 +134,7 @@ class Dataverse:
                 "productid": self._id("product", product.sku),
                 "name": product.name,
                 "productnumber": product.sku,
-                "contoso_productfamily": FAMILIES[product.family],
+                "contoso_productfamily": PRODUCT_FAMILY_OPTIONS[product.family],
                 "statecode": 0,
             }
 
@@ -126,7 +149,7 @@ class Dataverse:
                 "isocurrencycode": code,
                 "currencyname": name,
                 "currencysymbol": symbol,
-                "exchangerate": rate,
+                "exchangerate": JsonNumber(rate),
             }
 
     def pricelevels(self) -> Iterator[Record]:
@@ -157,7 +180,7 @@ class Dataverse:
                     "contoso_pricekey": key,
                     "pricelevelid@odata.bind": f"/pricelevels({self._id('pricelevel', name)})",
                     "productid@odata.bind": f"/products({self._id('product', product.sku)})",
-                    "amount": product.price(currency),
+                    "amount": JsonNumber(product.price(currency)),
                     "contoso_approvedon": approved,
                     "contoso_approvedby": PRICE_APPROVER,
                 }
@@ -177,7 +200,7 @@ class Dataverse:
                 "name": county.name,
                 "contoso_territorycode": county.code,
                 "contoso_level": 2,
-                "contoso_parentterritoryid@odata.bind": (
+                "contoso_ParentTerritoryId@odata.bind": (
                     f"/territories({self.territory_id(county.region.code)})"
                 ),
             }
@@ -187,7 +210,7 @@ class Dataverse:
                 "name": city.name,
                 "contoso_territorycode": city.code,
                 "contoso_level": 3,
-                "contoso_parentterritoryid@odata.bind": (
+                "contoso_ParentTerritoryId@odata.bind": (
                     f"/territories({self.territory_id(city.county.code)})"
                 ),
             }
@@ -199,7 +222,12 @@ class Dataverse:
                 yield {
                     "contoso_postalcodeid": self._id("postalcode", zip_code),
                     "contoso_name": zip_code,
-                    "contoso_territoryid@odata.bind": f"/territories({self.territory_id(city.code)})",
+                    "contoso_city": city.name,
+                    "contoso_county": city.county.name,
+                    "contoso_stateorprovince": city.county.state,
+                    "contoso_TerritoryId@odata.bind": (
+                        f"/territories({self.territory_id(city.code)})"
+                    ),
                 }
 
     def goals(self) -> Iterator[Record]:
@@ -210,8 +238,8 @@ class Dataverse:
                 "goalid": self._id("goal", key),
                 "title": f"{goal.territory_code} revenue {goal.month}",
                 "contoso_goalkey": key,
-                "targetmoney": goal.target,
-                "contoso_territoryid@odata.bind": (
+                "targetmoney": JsonNumber(goal.target),
+                "contoso_TerritoryId@odata.bind": (
                     f"/territories({self.territory_id(goal.territory_code)})"
                 ),
                 "contoso_month": goal.month,

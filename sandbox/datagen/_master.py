@@ -401,6 +401,12 @@ def missing_account_number(index: int) -> str:
     return f"C9{index % 1_000_000:06d}"
 
 
+def duplicate_account_number(index: int) -> str:
+    """A second customer number for the account with this index (``C8`` prefix): what a
+    duplicate looks like in a system that keeps its customer numbers unique (SAP)."""
+    return f"C8{index % 1_000_000:06d}"
+
+
 def duplicate_name(name: str, index: int) -> str:
     """The same customer keyed in again by someone else: abbreviated, re-suffixed or cased."""
     variant = index % 3

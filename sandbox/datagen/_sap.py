@@ -4,12 +4,26 @@ Values are Python values: ``Decimal`` for amounts and quantities, ``datetime.dat
 ``Edm.DateTime`` dates (midnight), timezone-aware UTC ``datetime`` for ``LastChangeDateTime``
 (``Edm.DateTimeOffset``). The SAP peer's seed route converts them to its wire format.
 
-Entities: ``A_SalesOrder`` (API_SALES_ORDER_SRV, with its items nested under ``to_Item`` as a
-deep insert or ``$expand=to_Item`` carries them), ``A_Customer``, ``A_Product`` and
-``A_ProductDescription`` (API_PRODUCT_SRV), ``Equipment`` (API_EQUIPMENT, installed base),
-``A_MatlStkInAcctMod`` (API_MATERIAL_STOCK_SRV, stock per plant) and
-``A_SlsPrcgConditionRecord`` (list prices, condition type ``PPR0``; flattened: the material and
-sales area that SAP keeps in the validity sub-entity are on the record itself).
+Entities, each in the shape the real API (and the sandbox peer's seed) takes it:
+
+- ``A_SalesOrder`` (API_SALES_ORDER_SRV), its items nested under ``to_Item`` as a deep insert
+  or ``$expand=to_Item`` carries them;
+- ``A_Customer`` (API_BUSINESS_PARTNER). ``Customer`` is the key of SAP's customer master, so
+  SAP cannot hold two customers with one number: the planted duplicate is a second customer
+  *number* for the same company under a variant of its name, as a duplicate is created in SAP.
+  Customers that exist only in SAP (entered there directly, unknown to the CRM and the
+  mainframe) are the sold-to parties of the orders planted as ``missing_customer``: SAP refuses
+  an order for a sold-to party it does not know;
+- ``A_Product`` and ``A_ProductDescription`` (API_PRODUCT_SRV);
+- ``Equipment`` (API_EQUIPMENT, installed base). The owning customer is an ``EquipmentPartner``
+  under ``to_Partner`` (partner function ``SP``, sold-to party): ``Equipment`` itself has no
+  customer property;
+- ``A_SlsPrcgConditionRecord`` (API_SLSPRICINGCONDITIONRECORD_SRV), list prices of condition
+  type ``PPR0`` (S/4HANA's price condition); the material and sales area live in the validity
+  sub-entity ``to_SlsPrcgCndnRecdValidity``, as in SAP;
+- ``stock``: unrestricted stock per material and plant. The hub reads stock only through
+  ``API_PRODUCT_AVAILY_INFO_BASIC`` (available to promise), which the sandbox peer computes from
+  this table of its control surface (``{"Material", "Plant", "qty", "BaseUnit"}``).
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from sandbox.datagen._master import (
     Accounts,
     Product,
     account_number,
+    duplicate_account_number,
     duplicate_name,
     missing_account_number,
 )
@@ -35,6 +50,8 @@ DIVISION = "00"
 END_OF_TIME = dt.date(9999, 12, 31)
 KINDS = ("missing_customer",)
 SALES_ORDER_BASE = 10_000_001
+PRICE_CONDITION = "PPR0"
+SOLD_TO_PARTY = "SP"  # partner function of the customer owning a piece of equipment
 
 
 def sales_order_number(index: int) -> str:
@@ -205,17 +222,33 @@ class Sap:
                                 f"{product.family}{year:02d}{order['SalesOrder'][-6:]}"
                                 f"{k + 1:02d}{unit + 1}"
                             ),
-                            "Customer": order["SoldToParty"],
                             "LastChangeDateTime": order["LastChangeDateTime"],
+                            "to_Partner": [
+                                {
+                                    "PartnerFunction": SOLD_TO_PARTY,
+                                    "EquipmentPartnerObjectNmbr": "1",
+                                    "Partner": order["SoldToParty"],
+                                }
+                            ],
                         }
 
     def customers(self) -> Iterator[Record]:
-        """``A_Customer``, then the planted duplicates (same ``Customer``, other name)."""
+        """``A_Customer``: every account, then the planted duplicates (a second number for an
+        account's company, other name), then the SAP-only sold-to parties of the orders planted
+        as ``missing_customer``."""
         for account in self.accounts:
             yield _customer(account.number, account.name, account.status)
         for index in self.customer_duplicates:
             account = self.accounts.get(index)
-            yield _customer(account.number, duplicate_name(account.name, index + 1), "A")
+            yield _customer(
+                duplicate_account_number(index), duplicate_name(account.name, index + 1), "A"
+            )
+        for index in sorted(self.plan):
+            yield _customer(missing_account_number(index), f"SAP-only customer {index + 1}", "A")
+
+    def customer_count(self) -> int:
+        """How many ``A_Customer`` records ``customers()`` yields."""
+        return self.accounts.count + len(self.customer_duplicates) + len(self.plan)
 
     def products_records(self) -> Iterator[Record]:
         """``A_Product``."""
@@ -240,7 +273,7 @@ class Sap:
             }
 
     def stock(self) -> Iterator[Record]:
-        """``A_MatlStkInAcctMod``: unrestricted stock per material and plant."""
+        """``stock``: unrestricted stock per material and plant (whole units)."""
         rng = rng_for(self.seed, "sap-stock")
         for plant in self.plants:
             for product in self.products:
@@ -250,32 +283,39 @@ class Sap:
                 yield {
                     "Material": product.sku,
                     "Plant": plant,
-                    "StorageLocation": "0001",
-                    "Batch": "",
-                    "InventoryStockType": "01",
-                    "MaterialBaseUnit": "EA",
-                    "MatlWrhsStkQtyInMatlBaseUnit": Decimal(quantity),
+                    "qty": Decimal(quantity),
+                    "BaseUnit": "EA",
                 }
 
     def price_conditions(self) -> Iterator[Record]:
-        """``A_SlsPrcgConditionRecord``: one ``PPR0`` list price per material and currency."""
+        """``A_SlsPrcgConditionRecord``: one ``PPR0`` list price per material and currency,
+        its material and sales area in the validity under ``to_SlsPrcgCndnRecdValidity``."""
         start = dt.date(self.as_of.year, 1, 1)
         number = 0
         for currency in ("USD", "CAD"):
             for product in self.products:
                 number += 1
+                record = f"{number:010d}"
                 yield {
-                    "ConditionRecord": f"{number:010d}",
-                    "ConditionType": "PPR0",
-                    "Material": product.sku,
-                    "SalesOrganization": SALES_ORG,
-                    "DistributionChannel": DISTRIBUTION_CHANNEL,
+                    "ConditionRecord": record,
+                    "ConditionType": PRICE_CONDITION,
                     "ConditionRateValue": product.price(currency),
                     "ConditionRateValueUnit": currency,
                     "ConditionQuantity": Decimal(1),
                     "ConditionQuantityUnit": "EA",
                     "ConditionValidityStartDate": start,
                     "ConditionValidityEndDate": END_OF_TIME,
+                    "to_SlsPrcgCndnRecdValidity": [
+                        {
+                            "ConditionRecord": record,
+                            "ConditionValidityStartDate": start,
+                            "ConditionValidityEndDate": END_OF_TIME,
+                            "ConditionType": PRICE_CONDITION,
+                            "SalesOrganization": SALES_ORG,
+                            "DistributionChannel": DISTRIBUTION_CHANNEL,
+                            "Material": product.sku,
+                        }
+                    ],
                 }
 
 

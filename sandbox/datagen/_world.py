@@ -109,19 +109,18 @@ class ContosoData:
         }
 
     def sap_seed(self) -> dict[str, Table]:
-        """SAP entities with OData field names; Python values (see ``sandbox.datagen._sap``)."""
+        """SAP entities with OData field names, plus the peer's ``stock`` table; Python values
+        (see ``sandbox.datagen._sap``)."""
         sap = self.sap
         return {
             "A_SalesOrder": Table("A_SalesOrder", sap.sales_orders, self.counts.sap_orders),
-            "A_Customer": Table(
-                "A_Customer", sap.customers, self.accounts.count + len(sap.customer_duplicates)
-            ),
+            "A_Customer": Table("A_Customer", sap.customers, sap.customer_count()),
             "A_Product": Table("A_Product", sap.products_records, self.counts.products),
             "A_ProductDescription": Table(
                 "A_ProductDescription", sap.product_descriptions, self.counts.products
             ),
             "Equipment": Table("Equipment", sap.equipment),
-            "A_MatlStkInAcctMod": Table("A_MatlStkInAcctMod", sap.stock),
+            "stock": Table("stock", sap.stock),
             "A_SlsPrcgConditionRecord": Table(
                 "A_SlsPrcgConditionRecord", sap.price_conditions, 2 * self.counts.products
             ),
@@ -163,6 +162,11 @@ class ContosoData:
         30% order lines (one more unit), 10% inventory (new on-hand) and 10% customers (status
         flipped). Changes of one ``round`` are the same whenever asked for; another round picks
         other records. Returns ``{entity: [full records]}``, sorted by key.
+
+        Apply them as the mainframe's own transactions: pin the peer's clock to ``at`` and post
+        them to ``/_sandbox/touch``, which changes the record with each key. Seeding them
+        replaces orders, lines and inventory, but adds a second record to the customer file,
+        which keeps records with duplicate keys.
         """
         if k < 0:
             raise ValueError("k must be >= 0")
@@ -342,10 +346,10 @@ def generate(
         choose_planted(seed, "mainframe.customers", n_accounts, ["duplicate_key"], problem_rate)
     )
     sap_dups = sorted(
-        choose_planted(seed, "sap.A_Customer", n_accounts, ["duplicate_key"], problem_rate)
+        choose_planted(seed, "sap.A_Customer", n_accounts, ["duplicate_customer"], problem_rate)
     )
     dv_dups = sorted(
-        choose_planted(seed, "dataverse.accounts", n_accounts, ["duplicate_key"], problem_rate)
+        choose_planted(seed, "dataverse.accounts", n_accounts, ["duplicate_account"], problem_rate)
     )
     quote_plan = choose_planted(seed, "quotingtool.quotes", n_quotes, _quotes.KINDS, problem_rate)
     sap_plan = choose_planted(seed, "sap.A_SalesOrder", n_quotes, _sap.KINDS, problem_rate)
@@ -406,8 +410,8 @@ def generate(
         ((orphan_order_number(j), "0010") for j in range(orphans)),
     )
     planted.add("mainframe.customers", "duplicate_key", (account_number(i) for i in mf_dups))
-    planted.add("sap.A_Customer", "duplicate_key", (account_number(i) for i in sap_dups))
-    planted.add("dataverse.accounts", "duplicate_key", (account_number(i) for i in dv_dups))
+    planted.add("sap.A_Customer", "duplicate_customer", (account_number(i) for i in sap_dups))
+    planted.add("dataverse.accounts", "duplicate_account", (account_number(i) for i in dv_dups))
     quote_kinds = indexes_by_kind(quote_plan)
     for kind in _quotes.KINDS:
         planted.add(

@@ -221,13 +221,29 @@ class DataversePeer(Peer):
                 ),
             )
 
+    def json_body(self, request: Request) -> Any:
+        """Seed rows keep exact numbers, as the Web API path does: Dataverse's decimal and money
+        columns refuse a float, and a seeded 1.37 must arrive as 1.37."""
+        if request.path != "/_sandbox/seed":
+            return super().json_body(request)
+        raw = request.get_data(cache=True)
+        try:
+            return json.loads(raw.decode("utf-8"), parse_float=Decimal) if raw else None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PeerError(
+                400, "BadRequest", f"The request body is not valid JSON: {exc}"
+            ) from None
+
     def seed(self, data: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
         counts: dict[str, int] = {}
         with self._data_lock, self.store.transaction():
             for name, rows in data.items():
                 if name == "_settings":
                     for row in rows:
-                        self._apply_settings(row)
+                        # settings are plain numbers; only seed rows need exact decimals
+                        self._apply_settings(
+                            {k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+                        )
                     counts[name] = len(rows)
                     continue
                 table = self.schema.by_set.get(name) or self.schema.tables.get(name)

@@ -1,4 +1,4 @@
-"""The five SAP S/4HANA OData V2 services the sandbox serves, as a subset of their real models.
+"""The six SAP S/4HANA OData V2 services the sandbox serves, as a subset of their real models.
 
 Names, types, lengths and the ``sap:creatable``/``sap:updatable`` flags are copied from SAP's
 published metadata (see ``docs/sap-api.md`` for each source):
@@ -10,6 +10,8 @@ published metadata (see ``docs/sap-api.md`` for each source):
 - ``API_EQUIPMENT``: responses of SAP's API sandbox (latonaio sap-api-integrations-equipment-master-reads).
 - ``API_PRODUCT_AVAILY_INFO_BASIC``: the CDS import of its metadata
   (aliceminjipark/btp-extension-s4-material-availability).
+- ``API_BUSINESS_PARTNER`` (``A_Customer`` only): the EDMX copy in
+  SAP-samples/cloud-cap-risk-management ``srv/external/API_BUSINESS_PARTNER.edmx``.
 
 Only the properties the hub reads or writes, plus those that shape behaviour (keys, status and
 change stamps, the concurrency token), are modelled; a payload naming any other property is
@@ -343,6 +345,34 @@ EQUIPMENT_SRV = Service(
     sets={s.name: s for s in (EQUIPMENT, EQUIPMENT_PARTNER)},
 )
 
+# ---- API_BUSINESS_PARTNER (customer master) -------------------------------------------------
+CUSTOMER = EntitySet(
+    name="A_Customer",
+    type_name="A_CustomerType",
+    label="Customer",
+    keys=("Customer",),
+    props=(
+        # KUNNR: SAP keeps customer numbers unique, so one number is one customer.
+        Prop("Customer", max_length=10, nullable=False, alpha=True, label="Customer"),
+        Prop("CustomerAccountGroup", max_length=4, label="Account Group"),
+        _ro(Prop("CustomerName", max_length=80, label="Name of Customer")),
+        _ro(Prop("CustomerFullName", max_length=220, label="Customer Name")),
+        _ro(Prop("CreationDate", DATETIME, label="Created On")),
+        _ro(Prop("CreatedByUser", max_length=12, label="Created by")),
+        Prop("OrderIsBlockedForCustomer", max_length=2, label="Order Block"),
+        Prop("DeliveryIsBlocked", max_length=2, label="Delivery block"),
+        Prop("BillingIsBlockedForCustomer", max_length=2, label="Billing Block"),
+        Prop("PostingIsBlocked", BOOLEAN, label="Posting Block"),
+        Prop("DeletionIndicator", BOOLEAN, label="Deletion flag"),
+    ),
+)
+
+BUSINESS_PARTNER_SRV = Service(
+    name="API_BUSINESS_PARTNER",
+    component="LO-MD-BP",
+    sets={s.name: s for s in (CUSTOMER,)},
+)
+
 # ---- API_PRODUCT_AVAILY_INFO_BASIC -----------------------------------------------------------
 AVAILABILITY_RECORD = ComplexType(
     name="AvailabilityRecord",
@@ -400,7 +430,15 @@ AVAILABILITY_SRV = Service(
 )
 
 SERVICES = {
-    s.name: s for s in (SALES_ORDER_SRV, PRODUCT_SRV, PRICING_SRV, EQUIPMENT_SRV, AVAILABILITY_SRV)
+    s.name: s
+    for s in (
+        SALES_ORDER_SRV,
+        PRODUCT_SRV,
+        PRICING_SRV,
+        EQUIPMENT_SRV,
+        AVAILABILITY_SRV,
+        BUSINESS_PARTNER_SRV,
+    )
 }
 ENTITY_SETS = {
     name: (service, entity_set)

@@ -1,10 +1,13 @@
-"""SAP S/4HANA for the sandbox: five OData V2 services behind SAP Gateway's conventions.
+"""SAP S/4HANA for the sandbox: six OData V2 services behind SAP Gateway's conventions.
 
 What it reproduces (``docs/sap-api.md`` gives the source of each behaviour):
 
 - Services under ``/sap/opu/odata/sap/<SERVICE>/``: ``API_SALES_ORDER_SRV`` (read, deep insert,
-  update, delete), ``API_PRODUCT_SRV``, ``API_SLSPRICINGCONDITIONRECORD_SRV`` and
-  ``API_EQUIPMENT`` (read-only here), ``API_PRODUCT_AVAILY_INFO_BASIC`` (function imports).
+  update, delete), ``API_PRODUCT_SRV``, ``API_SLSPRICINGCONDITIONRECORD_SRV``,
+  ``API_EQUIPMENT`` and ``API_BUSINESS_PARTNER`` (``A_Customer``; read-only here),
+  ``API_PRODUCT_AVAILY_INFO_BASIC`` (function imports).
+- Pricing of order items from price condition records of type ``PPR0`` (S/4HANA's price
+  condition) or ``PR00`` (the classic one, still in on-premise pricing procedures).
 - Communication users with HTTP basic auth, or Entra bearer tokens for ``api://sap-s4hana``.
   Refusals are SAP's ``401`` HTML logon page with ``WWW-Authenticate: Basic realm="SAP
   NetWeaver Application Server [<SID>/<client>]"``.
@@ -24,9 +27,10 @@ Control surface extras (sandbox only):
 - seed ``{"A_SalesOrder": [{..., "to_Item": [...], "to_Partner": [...]}], "A_Product": [{...,
   "to_Description": [...], "to_Plant": [...]}], "A_SlsPrcgConditionRecord": [{...,
   "to_SlsPrcgCndnRecdValidity": [...]}], "Equipment": [{..., "to_Partner": [...]}],
-  "stock": [{"Material", "Plant", "qty", "BaseUnit"?}]}``. Values in V2 JSON form, or ISO
-  dates and plain numbers. Read-only fields may be seeded; a record without a change stamp is
-  stamped now; seeding a key again replaces the record (and advances its stamp).
+  "A_Customer": [{...}], "stock": [{"Material", "Plant", "qty", "BaseUnit"?}]}``. Values in
+  V2 JSON form, or ISO dates and plain numbers. Read-only fields may be seeded; a record
+  without a change stamp is stamped now; seeding a key again replaces the record (and advances
+  its stamp), as SAP keys are unique.
 - seed ``{"settings": [{"maxPageSize", "defaultCurrency", "sessionTimeoutSeconds",
   "failNext": {"method": "POST", "phase": "before" | "after", "times": 1}}]}``. ``failNext``
   answers the next matching OData requests with 503, either before they run or after they
@@ -106,6 +110,10 @@ QUERY_OPTIONS = frozenset(
 )
 END_OF_TIME = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 OPEN_STATUSES = frozenset({"", "A", "B"})
+# Price condition types: PPR0 is the price in S/4HANA's delivered pricing (learning.sap.com,
+# "Introducing Pricing Fundamentals in S/4HANA Cloud"); PR00 is the ECC one that on-premise
+# procedures still use.
+PRICE_CONDITION_TYPES = frozenset({"PPR0", "PR00"})
 SAP_NOTE = (
     "See SAP Note 1797736 for error analysis (https://service.sap.com/sap/support/notes/1797736)"
 )
@@ -1081,7 +1089,8 @@ class SapPeer(Peer):
         )
 
     def _price(self, order: dict[str, Any], item: dict[str, Any]) -> Decimal:
-        """Net value from the PR00 price valid on the pricing date (customer-specific first)."""
+        """Net value from the price (``PPR0``/``PR00``) valid on the pricing date
+        (customer-specific first)."""
         quantity = item.get("RequestedQuantity") or Decimal(0)
         on = item.get("PricingDate") or order.get("PricingDate") or _today()
         best: tuple[int, dict[str, Any]] | None = None
@@ -1089,7 +1098,8 @@ class SapPeer(Peer):
             condition = self.tables["A_SlsPrcgConditionRecord"].get((validity["ConditionRecord"],))
             if condition is None or condition.get("ConditionIsDeleted"):
                 continue
-            if (validity.get("ConditionType") or condition.get("ConditionType")) != "PR00":
+            condition_type = validity.get("ConditionType") or condition.get("ConditionType")
+            if condition_type not in PRICE_CONDITION_TYPES:
                 continue
             if validity.get("Material") != item.get("Material"):
                 continue

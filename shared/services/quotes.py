@@ -230,7 +230,7 @@ class QuoteFlow:
         if record.status == "rejected" and record.revision == revision:
             return "skipped:rejected"
         try:
-            dataverse_id, lines = self._push(record)
+            dataverse_id, lines, territory = self._push(record)
         except PermanentError as exc:
             self._reject(quote_id, revision, exc.code, str(exc))
             return "rejected"
@@ -241,6 +241,7 @@ class QuoteFlow:
 
         def pushed(record: QuoteRecord) -> None:
             record.dataverse_id = dataverse_id
+            record.territory = territory
             record.pushed_revision = revision
             record.last_error = None
             record.step("inDataverse", self.clock(), lines=lines)
@@ -261,7 +262,7 @@ class QuoteFlow:
                 f"bronze quote no longer validates: {exc}", code="invalid"
             ) from None
 
-    def _push(self, record: QuoteRecord) -> tuple[str, int]:
+    def _push(self, record: QuoteRecord) -> tuple[str, int, dict[str, Any]]:
         quote = self._load_quote(record)
         territory = record.territory
         if territory.get("rule") == "pending":
@@ -345,7 +346,7 @@ class QuoteFlow:
             reasons = "; ".join(f"line {r.key}: {r.error}" for r in bulk.rejected[:5])
             raise PermanentError(f"Dataverse refused quote lines: {reasons}", code="line-refused")
         self._drop_removed_lines(dataverse_id, {str(r.key["contoso_quotelinekey"]) for r in rows})  # type: ignore[index]
-        return dataverse_id, len(rows)
+        return dataverse_id, len(rows), territory
 
     def _products(self, skus: set[str]) -> dict[str, str]:
         found: dict[str, str] = {}

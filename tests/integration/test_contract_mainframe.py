@@ -281,3 +281,103 @@ def test_throttling_answers_in_the_legacy_format_with_retry_after(mainframe, tok
     assert response.status_code == 429
     assert response.json()["RC"] == "16"
     assert response.headers["Retry-After"] == "4"
+
+
+# ---- Records: customers (key CUSTNO), keyed files ---------------------------------------------
+
+
+def _customer(name: str, lstupd: str, custno: str = "C0001234  ") -> dict[str, str]:
+    return {
+        "CUSTNO": custno,
+        "CUSTNM": name.upper().ljust(40),
+        "CITY": "SEATTLE",
+        "STATE": "WA",
+        "ZIP": "98101",
+        "CNTRY": "US",
+        "STATUS": "A",
+        "LSTUPD": lstupd,
+    }
+
+
+def test_customer_file_keeps_two_records_with_one_custno_and_pages_over_both(
+    mainframe, token, http
+):
+    # Given the customer file holding one CUSTNO twice (keyed in again by hand, a later LSTUPD
+    # for the second), plus another customer: the legacy file does not enforce unique keys
+    _seed(
+        http,
+        mainframe,
+        customers=[
+            _customer("Fabrikam Inc", "20260105100000"),
+            _customer("Fabrikam Incorporated", "20260105110000"),
+            _customer("Contoso Ltd", "20260105100000", custno="C0000007  "),
+        ],
+    )
+    # When the customers are listed a page of one record at a time
+    names, page_token = [], None
+    while True:
+        params = {"pageSize": 1, **({"pageToken": page_token} if page_token else {})}
+        body = _get(http, mainframe, token, entity="customers", **params).json()
+        names += [(r["CUSTNO"], r["CUSTNM"].strip()) for r in body["RECORDS"]]
+        page_token = body["NEXTPAGE"]
+        if page_token is None:
+            break
+    # Then both records of C0001234 are listed, in LSTUPD then key order, none skipped
+    assert names == [
+        ("C0000007  ", "CONTOSO LTD"),
+        ("C0001234  ", "FABRIKAM INC"),
+        ("C0001234  ", "FABRIKAM INCORPORATED"),
+    ]
+    assert len(mainframe.records("customers")) == 3
+
+
+def test_duplicate_customers_sharing_a_stamp_page_in_the_order_they_were_written(
+    mainframe, token, http
+):
+    # Given two records with one CUSTNO and the same LSTUPD (the listing order is then the
+    # order they were written in, so a cursor between them neither skips nor repeats)
+    stamp = "20260105100000"
+    _seed(http, mainframe, customers=[_customer("First", stamp), _customer("Second", stamp)])
+    # When listed one per page
+    first = _get(http, mainframe, token, entity="customers", pageSize=1).json()
+    second = _get(
+        http, mainframe, token, entity="customers", pageSize=1, pageToken=first["NEXTPAGE"]
+    ).json()
+    # Then each page carries one of them, in written order, and the second page is the last
+    assert [r["CUSTNM"].strip() for r in first["RECORDS"] + second["RECORDS"]] == [
+        "FIRST",
+        "SECOND",
+    ]
+    assert second["NEXTPAGE"] is None
+
+
+def test_touch_of_a_duplicated_custno_changes_the_first_record_written(mainframe, http):
+    # Given one CUSTNO held twice
+    _seed(
+        http,
+        mainframe,
+        customers=[_customer("Fabrikam", "20260105100000"), _customer("Fab", "20260105110000")],
+    )
+    _seed(http, mainframe, settings=[{"now": "20260601120000"}])
+    # When the mainframe's transaction changes that customer by key
+    http.post(
+        f"{mainframe.base_url}/_sandbox/touch",
+        json={"customers": [{"CUSTNO": "C0001234  ", "STATUS": "H"}]},
+    ).raise_for_status()
+    # Then the first record written took the change (a keyed REWRITE finds the first one) and
+    # the second is as it was
+    records = {r["CUSTNM"].strip(): r for r in mainframe.records("customers")}
+    assert (records["FABRIKAM"]["STATUS"], records["FABRIKAM"]["LSTUPD"]) == (
+        "H",
+        "20260601120000",
+    )
+    assert (records["FAB"]["STATUS"], records["FAB"]["LSTUPD"]) == ("A", "20260105110000")
+
+
+def test_keyed_files_replace_a_record_seeded_again_with_its_key(mainframe, token, http):
+    # Given an order seeded, then seeded again with the same ORDNO and a new status
+    _seed(http, mainframe, orders=[_order(1, "20260105100000")])
+    _seed(http, mainframe, orders=[_order(1, "20260105110000", status="R")])
+    # Then the orders file (keyed by ORDNO) holds one record, the second one
+    records = _get(http, mainframe, token).json()["RECORDS"]
+    assert [(r["ORDNO"], r["STATUS"]) for r in records] == [("0000000001", "R")]

@@ -19,6 +19,11 @@ Sources cited per test (full references in docs/sap-api.md):
             Application Server [<SID>/<client>]" (observed in public SAP client code)
 - [ODATAV2] OData V2 URI conventions (odata.org): $filter operators, literals, '' escaping,
             $inlinecount, server-driven paging with __next
+- [BP]      API_BUSINESS_PARTNER metadata (A_CustomerType: key Customer, CustomerName 80
+            read-only, OrderIsBlockedForCustomer, DeletionIndicator), EDMX copy in
+            SAP-samples/cloud-cap-risk-management srv/external/API_BUSINESS_PARTNER.edmx
+- [PPR0]    learning.sap.com "Introducing Pricing Fundamentals in S/4HANA Cloud": condition type
+            PPR0 is the base price in S/4HANA's pricing
 """
 
 from __future__ import annotations
@@ -928,3 +933,101 @@ def test_throttling_fault_answers_in_sap_error_format(sap, client, http):
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "4"
     error_of(response)
+
+
+# ---- customers (API_BUSINESS_PARTNER) and S/4HANA prices ----------------------------------------
+@pytest.fixture
+def customers(sap) -> None:
+    with sap.lock:
+        sap.seed(
+            {
+                "A_Customer": [
+                    {
+                        "Customer": "17100001",
+                        "CustomerName": "Inlandskunde DE 1",
+                        "CustomerAccountGroup": "CUST",
+                        "OrderIsBlockedForCustomer": "01",
+                        "DeletionIndicator": False,
+                    },
+                    {"Customer": "17100002", "CustomerName": "Inlandskunde DE 2"},
+                ]
+            }
+        )
+
+
+def test_customers_read_by_key_with_their_order_block(sap, client, customers):
+    # [BP] A_Customer keyed by Customer; CustomerName is sap:creatable/updatable="false"
+    url = odata(sap, "API_BUSINESS_PARTNER/A_Customer('17100001')")
+    customer = client.get(url, headers=JSON).json()["d"]
+    assert customer["CustomerName"] == "Inlandskunde DE 1"
+    assert customer["OrderIsBlockedForCustomer"] == "01"
+    assert customer["DeletionIndicator"] is False
+    assert customer["__metadata"]["type"] == "API_BUSINESS_PARTNER.A_CustomerType"
+    listed = client.get(odata(sap, "API_BUSINESS_PARTNER/A_Customer"), headers=JSON).json()
+    assert [c["Customer"] for c in listed["d"]["results"]] == ["17100001", "17100002"]
+    metadata = client.get(odata(sap, "API_BUSINESS_PARTNER/$metadata")).text
+    assert '<EntityType Name="A_CustomerType"' in metadata
+    assert 'Name="CustomerName" Type="Edm.String" MaxLength="80"' in metadata
+
+
+def test_a_customer_number_is_one_customer_so_seeding_it_again_replaces_it(sap, http, customers):
+    # [BP] Customer is the only key of A_Customer: SAP cannot hold two customers under one number
+    http.post(
+        f"{sap.base_url}/_sandbox/seed",
+        json={"A_Customer": [{"Customer": "17100002", "CustomerName": "Renamed"}]},
+    ).raise_for_status()
+    records = http.get(f"{sap.base_url}/_sandbox/records/A_Customer").json()["records"]
+    assert [(r["Customer"], r["CustomerName"]) for r in records] == [
+        ("17100001", "Inlandskunde DE 1"),
+        ("17100002", "Renamed"),
+    ]
+
+
+def test_customers_are_read_only_in_the_sandbox(sap, client, customers):
+    token = fetch_token(sap, client, "API_BUSINESS_PARTNER")
+    response = client.post(
+        odata(sap, "API_BUSINESS_PARTNER/A_Customer"),
+        json={"Customer": "17100003"},
+        headers={**JSON, "X-CSRF-Token": token},
+    )
+    assert response.status_code == 405
+    error_of(response)
+
+
+def test_items_are_priced_from_s4hana_ppr0_condition_records(sap, client, http):
+    # [PPR0] S/4HANA prices with condition type PPR0; [PRICE] the material and sales area are
+    # on the validity (to_SlsPrcgCndnRecdValidity)
+    http.post(
+        f"{sap.base_url}/_sandbox/seed",
+        json={
+            "A_Product": [{"Product": "RTU-010", "ProductType": "FERT", "BaseUnit": "EA"}],
+            "A_SlsPrcgConditionRecord": [
+                {
+                    "ConditionRecord": "0000000201",
+                    "ConditionType": "PPR0",
+                    "ConditionRateValue": "15500.50",
+                    "ConditionRateValueUnit": "EUR",
+                    "ConditionQuantity": "1",
+                    "to_SlsPrcgCndnRecdValidity": [
+                        {
+                            "ConditionValidityStartDate": "2020-01-01T00:00:00",
+                            "ConditionValidityEndDate": "9999-12-31T00:00:00",
+                            "ConditionType": "PPR0",
+                            "SalesOrganization": "1710",
+                            "DistributionChannel": "10",
+                            "Material": "RTU-010",
+                        }
+                    ],
+                }
+            ],
+        },
+    ).raise_for_status()
+    response = create_order(
+        sap,
+        client,
+        to_Item=[{"Material": "RTU-010", "RequestedQuantity": "2", "ProductionPlant": "1710"}],
+    )
+    assert response.status_code == 201, response.text
+    order = response.json()["d"]
+    assert order["to_Item"]["results"][0]["NetAmount"] == "31001.00"
+    assert order["TotalNetAmount"] == "31001.00"

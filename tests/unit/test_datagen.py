@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import pytest
 
-from sandbox.datagen import DEFAULT_AS_OF, generate, to_jsonable
+from sandbox.datagen import DEFAULT_AS_OF, JsonNumber, generate, to_jsonable
 from sandbox.datagen.__main__ import main as datagen_main
 
 pytestmark = pytest.mark.unit
@@ -256,23 +256,61 @@ def test_planted_order_and_line_problems_are_exactly_what_a_parser_rejects(world
     assert "00000000" in quantities and any(q.startswith("-") for q in quantities)
 
 
-def test_duplicate_customers_share_a_key_with_different_names_in_each_system(world):
-    mainframe = world.mainframe_seed()["customers"]
-    sap = world.sap_seed()["A_Customer"]
-    dataverse = world.dataverse_seed()["accounts"]
-    for entity, records, key, name in (
-        ("mainframe.customers", mainframe, "CUSTNO", "CUSTNM"),
-        ("sap.A_Customer", sap, "Customer", "CustomerName"),
-        ("dataverse.accounts", dataverse, "accountnumber", "name"),
-    ):
-        # Given the records grouped by business key
-        names = {}
-        for record in records:
-            names.setdefault(record[key].strip(), []).append(record[name].strip())
-        duplicated = {k for k, v in names.items() if len(v) > 1}
-        # Then exactly the planted keys occur twice, under two different names
-        assert duplicated == world.planted.get(entity, "duplicate_key"), entity
-        assert all(len(set(names[k])) == 2 for k in duplicated)
+def test_mainframe_duplicate_customers_share_a_custno_under_two_names(world):
+    # Given the legacy customer records grouped by CUSTNO (the file does not enforce unique keys)
+    names = {}
+    for record in world.mainframe_seed()["customers"]:
+        names.setdefault(record["CUSTNO"].strip(), []).append(record["CUSTNM"].strip())
+    duplicated = {k for k, v in names.items() if len(v) > 1}
+    # Then exactly the planted keys occur twice, under two different names
+    assert duplicated == world.planted.get("mainframe.customers", "duplicate_key")
+    assert duplicated and all(len(set(names[k])) == 2 for k in duplicated)
+
+
+def test_sap_duplicate_customers_have_their_own_number_as_sap_keys_are_unique(world):
+    # Given SAP's customer master and its sales orders
+    customers = list(world.sap_seed()["A_Customer"])
+    numbers = [c["Customer"] for c in customers]
+    sold_to = {o["SoldToParty"] for o in world.sap_seed()["A_SalesOrder"]}
+    accounts = world.truth.account_numbers()
+    account_names = {c["CustomerName"] for c in customers if c["Customer"] in accounts}
+    # Then no customer number occurs twice (KUNNR is the key of the customer master)
+    assert len(numbers) == len(set(numbers))
+    # And SAP knows every sold-to party, the SAP-only ones of planted orders included
+    assert sold_to <= set(numbers)
+    # And the numbers that are neither accounts nor sold-to parties are the planted duplicates:
+    # C8 + the duplicated account's index, named differently from every account
+    planted = world.planted.get("sap.A_Customer", "duplicate_customer")
+    extra = {c["Customer"]: c["CustomerName"] for c in customers}
+    extra = {n: name for n, name in extra.items() if n not in accounts and n not in sold_to}
+    assert set(extra) == {f"C8{int(k[1:]) - 1:06d}" for k in planted}
+    assert planted and not set(extra.values()) & account_names
+
+
+def test_dataverse_duplicate_accounts_have_no_account_number_as_the_key_is_unique(world):
+    # Given the Dataverse accounts (alternate key accountnumber: Dataverse refuses a second row
+    # with the same value; empty key values are allowed and not indexed)
+    accounts = list(world.dataverse_seed()["accounts"])
+    numbered = [a for a in accounts if "accountnumber" in a]
+    unnumbered = [a for a in accounts if "accountnumber" not in a]
+    # Then account numbers are unique
+    assert len({a["accountnumber"] for a in numbered}) == len(numbered)
+
+    # And each unnumbered row is a planted duplicate: same address as one numbered account,
+    # another name
+    def address(a):
+        return a["address1_line1"], a["address1_city"], a["address1_postalcode"]
+
+    by_address = {}
+    for account in numbered:
+        by_address.setdefault(address(account), []).append(account)
+    originals = set()
+    for duplicate in unnumbered:
+        (original,) = by_address[address(duplicate)]
+        assert original["name"] != duplicate["name"]
+        originals.add(original["accountnumber"])
+    planted = world.planted.get("dataverse.accounts", "duplicate_account")
+    assert planted and originals == planted and len(unnumbered) == len(planted)
 
 
 # ---- Quote JSON ----------------------------------------------------------------------------------
@@ -390,11 +428,22 @@ def test_sap_master_data_equipment_stock_and_prices(world):
     assert equipment and len({e["Equipment"] for e in equipment}) == len(equipment)
     assert len({e["SerialNumber"] for e in equipment}) == len(equipment)
     assert all(e["Material"] in skus and len(e["EquipmentName"]) <= 40 for e in equipment)
-    assert all(s["Plant"] in world.plants for s in sap["A_MatlStkInAcctMod"])
+    # Equipment names its owner as a partner (Equipment has no customer property in SAP)
+    accounts = world.truth.account_numbers()
+    for unit in equipment:
+        (partner,) = unit["to_Partner"]
+        assert partner["PartnerFunction"] == "SP" and partner["Partner"] in accounts
+    stock = list(sap["stock"])
+    assert stock and all(s["Plant"] in world.plants and s["Material"] in skus for s in stock)
+    # Prices: PPR0 records whose material and sales area are in the validity, as in SAP
     prices = list(sap["A_SlsPrcgConditionRecord"])
-    assert {(p["Material"], p["ConditionRateValueUnit"]) for p in prices} == {
+    validities = [(p, v) for p in prices for v in p["to_SlsPrcgCndnRecdValidity"]]
+    assert len(validities) == len(prices)
+    assert all(p["ConditionType"] == v["ConditionType"] == "PPR0" for p, v in validities)
+    assert {(v["Material"], p["ConditionRateValueUnit"]) for p, v in validities} == {
         (s, c) for s in skus for c in ("USD", "CAD")
     }
+    assert all(v["SalesOrganization"] == "1010" for _, v in validities)
     assert all(
         p["ConditionRateValue"] == p["ConditionRateValue"].quantize(Decimal("0.01")) for p in prices
     )
@@ -431,14 +480,17 @@ def test_dataverse_seed_has_the_documented_sets_keys_and_lookups(world):
     for territory in dv["territories"]:
         # Then each level-2/3 territory points at a parent one level up
         if territory["contoso_level"] > 1:
-            parent = territories[_bound_id(territory["contoso_parentterritoryid@odata.bind"])]
+            parent = territories[_bound_id(territory["contoso_ParentTerritoryId@odata.bind"])]
             assert parent["contoso_level"] == territory["contoso_level"] - 1
     for postal in dv["contoso_postalcodes"]:
         assert re.fullmatch(r"\d{5}", postal["contoso_name"])
-        target = territories[_bound_id(postal["contoso_territoryid@odata.bind"])]
+        target = territories[_bound_id(postal["contoso_TerritoryId@odata.bind"])]
         assert target["contoso_level"] == 3
     assert {p["productnumber"] for p in dv["products"]} == world.truth.skus()
-    assert {p["contoso_productfamily"] for p in dv["products"]} == {"RTU", "Chiller", "AHU"}
+    # Choice columns carry option values (100000000 RTU, 100000001 Chiller, 100000002 AHU)
+    families = {p["productnumber"][:3]: p["contoso_productfamily"] for p in dv["products"]}
+    assert families == {"RTU": 100000000, "CHL": 100000001, "AHU": 100000002}
+    assert {a["contoso_creditstatus"] for a in dv["accounts"]} <= {100000000, 100000001}
     keys = [p["contoso_pricekey"] for p in dv["productpricelevels"]]
     assert len(set(keys)) == len(keys) and all(k.count("|") == 1 for k in keys)
     # And goals add up the hierarchy: a region's monthly goal is the sum of its cities'
@@ -572,3 +624,32 @@ def test_json_encoding_never_turns_money_into_floats():
     assert encoded == {"a": "12.50", "d": "2026-01-02", "t": "2026-05-19T09:30:00Z"}
     with pytest.raises(ValueError, match="naive"):
         to_jsonable(dt.datetime(2026, 1, 1))
+
+
+def test_json_numbers_are_written_with_their_exact_decimal_text():
+    # Given decimals that JSON must carry as numbers (Dataverse money and decimal columns)
+    values = {"rate": JsonNumber("1.37"), "amount": JsonNumber("8900.00"), "p": JsonNumber("0.95")}
+    # When encoded
+    text = json.dumps(to_jsonable(values))
+    # Then they are JSON numbers whose text is the decimal's value
+    assert text == '{"rate": 1.37, "amount": 8900, "p": 0.95}'
+    assert json.loads(text, parse_float=Decimal) == values
+    # And a value a binary double cannot carry exactly is refused, never rounded
+    with pytest.raises(ValueError, match="exact"):
+        to_jsonable(JsonNumber("1234567890.1234567891"))
+
+
+def test_dataverse_money_and_decimals_encode_as_json_numbers_and_sap_amounts_as_strings(world):
+    # Given the Dataverse and SAP projections, encoded as the seed requests carry them
+    dv = world.dataverse_seed()
+    dataverse_numbers = [
+        (r["exchangerate"], to_jsonable(r)["exchangerate"]) for r in dv["transactioncurrencies"]
+    ]
+    dataverse_numbers += [(r["amount"], to_jsonable(r)["amount"]) for r in dv["productpricelevels"]]
+    dataverse_numbers += [(r["targetmoney"], to_jsonable(r)["targetmoney"]) for r in dv["goals"]]
+    order = to_jsonable(next(iter(world.sap_seed()["A_SalesOrder"])))
+    # Then Dataverse gets numbers (the Web API refuses "8900.00" for Edm.Decimal) equal to the
+    # generated Decimals, while SAP's OData V2 amounts stay strings
+    assert all(isinstance(wire, int | float) for _, wire in dataverse_numbers)
+    assert all(Decimal(json.dumps(wire)) == value for value, wire in dataverse_numbers)
+    assert isinstance(order["TotalNetAmount"], str)
