@@ -2,8 +2,12 @@
 
 import azure.functions as func
 
-from blueprints import operations, quotes
+from blueprints import archive, forecasts, lake_jobs, operations, pricing, quotes
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(operations.bp)
 app.register_functions(quotes.bp)
+app.register_functions(pricing.bp)
+app.register_functions(forecasts.bp)
+app.register_functions(archive.bp)
+app.register_functions(lake_jobs.bp)

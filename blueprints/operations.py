@@ -36,3 +36,19 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         {"status": "ready" if ready else "not-ready", "time": now, "checks": checks},
         status=200 if ready else 503,
     )
+
+
+@bp.function_name("openapi")
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@guarded
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/openapi.json: the OpenAPI 3.1 document, built once per process from the models."""
+    from shared.openapi import openapi_json
+
+    return func.HttpResponse(
+        openapi_json(),
+        status_code=200,
+        mimetype="application/json",
+        # The document changes only with a deployment; clients and proxies may keep it briefly.
+        headers={"Cache-Control": "public, max-age=300"},
+    )

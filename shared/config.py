@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     mainframe_poll_schedule: Schedule = "0 */5 * * * *"
     mainframe_overlap_seconds: int = Field(default=120, ge=0, le=86_400)
 
+    # --- Lake jobs (blueprints/lake_jobs.py): gold, flow 6 and flow 7 timers ---------------------
+    gold_rebuild_schedule: Schedule = "0 15 * * * *"
+    dataverse_load_schedule: Schedule = "0 */10 * * * *"
+    dataverse_export_schedule: Schedule = "0 */5 * * * *"
+
     # --- Quoting Tool --------------------------------------------------------------------------
     quoting_tool_callback_url: HttpUrl
     quoting_tool_hmac_secret_name: SecretName = "quoting-tool-hmac-secret"
@@ -104,6 +109,12 @@ class Settings(BaseSettings):
     lake_table_url: HttpUrl
     # Azurite: use its well-known development account instead of an Entra identity.
     lake_use_emulator: bool = False
+    # The lake_ingest timer: Quoting Tool bronze (forecasts, quote archive) into silver.
+    lake_ingest_schedule: Schedule = "0 */1 * * * *"
+
+    # --- Quoting Tool API reads ----------------------------------------------------------------
+    # How long an SAP availability answer is reused in-process (0 disables the cache).
+    availability_cache_seconds: int = Field(default=30, ge=0, le=3600)
 
     # --- Outbound HTTP resilience --------------------------------------------------------------
     http_timeout_seconds: float = Field(default=30.0, gt=0, le=230)

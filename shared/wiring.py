@@ -29,6 +29,12 @@ from shared.http import HttpClient, RetryPolicy, make_session
 from shared.identity import ConfidentialClientToken, azure_credential
 from shared.lake.bronze import BronzeReader, BronzeWriter
 from shared.lake.storage import LakeConfig, LakeStorage
+from shared.services.archive import ArchiveImport
+from shared.services.availability import TABLE as AVAILABILITY_TABLE
+from shared.services.availability import AvailabilityService, LastKnownAvailability
+from shared.services.forecasts import INTAKE_TABLE, ForecastIntake, IntakeMarkers
+from shared.services.lake_jobs import LakeJobs
+from shared.services.pricing import PricingFeed
 from shared.services.quotes import QuoteFlow
 from shared.services.territory import TerritoryDirectory, TerritoryMap
 
@@ -214,4 +220,79 @@ def quote_flow() -> QuoteFlow:
         couplings=couplings(),
         rejections=rejections(),
         qualified_statuses=settings().qualified_statuses,
+    )
+
+
+# ---- Quoting Tool API reads and intake (flows 1b, 3, 4) ------------------------------------------
+
+
+@_once
+def pricing_feed() -> PricingFeed:
+    return PricingFeed(dataverse())
+
+
+@_once
+def sap_realtime() -> SapClient:
+    """SAP for requests a partner is waiting on: fewer, shorter retries than the batch client,
+    because a stale answer now beats a fresh one after a minute of backoff."""
+    s = settings()
+    read, forget = _secret(s.sap_password_secret_name)
+    quick = RetryPolicy(
+        min(2, s.retry_max_attempts),
+        min(s.retry_base_delay_seconds, 0.2),
+        min(s.retry_max_delay_seconds, 2.0),
+    )
+    http = HttpClient(
+        session(), policy=quick, timeout=min(s.http_timeout_seconds, 10.0), name="sap-realtime"
+    )
+    return SapClient(
+        http,
+        str(s.sap_base_url),
+        username=s.sap_username,
+        password=read,
+        on_unauthorized=forget,
+        sap_client=s.sap_client or None,
+    )
+
+
+@_once
+def availability() -> AvailabilityService:
+    return AvailabilityService(
+        sap_realtime(),
+        LastKnownAvailability(tables().table(AVAILABILITY_TABLE)),
+        ttl_seconds=settings().availability_cache_seconds,
+    )
+
+
+@_once
+def intake_markers() -> IntakeMarkers:
+    return IntakeMarkers(tables().table(INTAKE_TABLE))
+
+
+@_once
+def forecast_intake() -> ForecastIntake:
+    return ForecastIntake(
+        bronze=BronzeWriter(lake()),
+        markers=intake_markers(),
+        territories=lambda: territories().current(),
+    )
+
+
+@_once
+def archive_import() -> ArchiveImport:
+    return ArchiveImport(bronze=BronzeWriter(lake()), markers=intake_markers())
+
+
+# ---- Lake jobs: mainframe poll, gold, flow 6 and flow 7 (blueprints/lake_jobs.py) -------------
+
+
+@_once
+def lake_jobs() -> LakeJobs:
+    return LakeJobs(
+        mainframe=mainframe(),
+        dataverse=dataverse(),
+        watermarks=watermarks(),
+        rejections=rejections(),
+        storage=lake(),
+        overlap_seconds=settings().mainframe_overlap_seconds,
     )

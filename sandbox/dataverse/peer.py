@@ -186,7 +186,8 @@ class DataversePeer(Peer):
         self.settings = Settings()
         self.limits = ServiceProtection()
         self._data_lock = threading.RLock()
-        self._delta_tokens: dict[str, _DeltaToken] = {}
+        # keyed by (entity set, token): tables read in the same second share a token text
+        self._delta_tokens: dict[tuple[str, str], _DeltaToken] = {}
         self._users_by_app: dict[str, str] = {}
         self.organization_id = str(uuid.uuid4())
         self.business_unit_id = str(uuid.uuid4())
@@ -1220,13 +1221,15 @@ class DataversePeer(Peer):
     def _delta_link(self, req: ApiRequest, table: Table, version: int) -> str:
         stamp = dt.datetime.now(dt.UTC).strftime("%m/%d/%Y %H:%M:%S")
         token = f"{version}!{stamp}"
-        self._delta_tokens[token] = _DeltaToken(table.entity_set, version, time.time())
+        self._delta_tokens[(table.entity_set, token)] = _DeltaToken(
+            table.entity_set, version, time.time()
+        )
         params = [(k, v) for k, v in req.query if k in ("$select",)] + [("$deltatoken", token)]
         query = "&".join(f"{k}={urllib.parse.quote(v, safe=_SAFE)}" for k, v in params)
         return f"{self._svc()}{table.entity_set}?{query}"
 
     def _delta_version(self, table: Table, token: str) -> int:
-        known = self._delta_tokens.get(token)
+        known = self._delta_tokens.get((table.entity_set, token))
         expired = (
             known is None
             or known.entity_set != table.entity_set

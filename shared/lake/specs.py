@@ -300,3 +300,74 @@ MAINFRAME_SPECS: dict[str, EntitySpec] = {
     spec.entity: spec for spec in (CUSTOMERS, LEGACY_ORDERS, LEGACY_ORDER_LINES, PLANT_INVENTORY)
 }
 """Mainframe listing name -> spec, in dependency order (customers before their orders)."""
+
+
+# --- The Quoting Tool (flows 1b, 3 and 4; docs/api.md) ------------------------------------------
+# Bronze records of these entities are written by the hub's own intake (shared/services/forecasts.py
+# and archive.py): the fields as the partner sent them, plus ``hub*`` fields the hub derived at
+# intake (the business key, the receipt time, the resolved territory). Every column below reads a
+# bronze field directly, so ``reprocess_from_bronze`` rebuilds the same silver.
+
+QUOTING_TOOL = "quotingtool"
+
+FORECASTS = json_spec(
+    "forecasts",
+    source=QUOTING_TOOL,
+    entity="forecasts",
+    # hubForecastId is a digest of (salesRep in lower case, territory, month, category): the
+    # submission's identity, so a later submission of the same four replaces the earlier one.
+    key=("forecast_id",),
+    modified="submitted_at",
+    columns=(
+        Column("forecast_id", "hubForecastId", "id"),
+        Column("sales_rep", "salesRep", "text", required=True),
+        Column("territory", "territory", "text", required=True),
+        Column("month", "hubMonthStart", "iso_date", required=True),
+        Column("category", "category", "text", required=True),
+        Column("amount", "amount", "decimal", scale=2, required=True),
+        Column("probability", "probability", "decimal", scale=4, required=True),
+        Column("currency", "hubCurrency", "id", required=True),
+        Column("region", "hubRegion", "text"),
+        Column("county", "hubCounty", "text"),
+        Column("city", "hubCity", "text"),
+        Column("zip", "hubZip", "text"),
+        Column("territory_rule", "hubTerritoryRule", "text"),
+        Column("batch_id", "hubBatchId", "id", required=True),
+        Column("submitted_at", "hubReceivedAt", "iso_timestamp"),
+    ),
+)
+"""``silver/forecasts``: the latest submission per (salesRep, territory, month, category), with
+the columns gold's forecast tables read (forecast_id, month, amount, currency, territory)."""
+
+QUOTE_ARCHIVE = json_spec(
+    "quote_archive",
+    source=QUOTING_TOOL,
+    entity="archive",
+    # hubRecordKey is "recordType|quoteId|jobId" (jobId empty for a quote); '|' cannot occur in
+    # the identifiers, so the key is unambiguous.
+    key=("record_key",),
+    modified="received_at",
+    columns=(
+        Column("record_key", "hubRecordKey", "id"),
+        Column("record_type", "recordType", "text", required=True),
+        Column("quote_id", "quoteId", "id", required=True),
+        Column("job_id", "jobId", "id"),
+        Column("account_number", "accountNumber", "id", required=True),
+        Column("closed_on", "closedOn", "iso_date", required=True),
+        Column("amount", "amount", "decimal", scale=2, required=True),
+        Column("currency", "currency", "id", required=True),
+        Column("status", "status", "text", required=True),
+        Column("sales_rep", "salesRep", "text"),
+        Column("description", "description", "text"),
+        Column("source_system", "sourceSystem", "text"),
+        Column("upload_id", "hubUploadId", "id", required=True),
+        Column("line_no", "hubLine", "int", required=True),
+        Column("received_at", "hubReceivedAt", "iso_timestamp"),
+    ),
+)
+"""``silver/quote_archive``: closed quotes and finished jobs, the latest upload of each record."""
+
+QUOTING_TOOL_SPECS: dict[str, EntitySpec] = {
+    spec.entity: spec for spec in (FORECASTS, QUOTE_ARCHIVE)
+}
+"""Quoting Tool bronze entity -> spec, for the lake ingestion job (``lake_ingest``)."""

@@ -41,6 +41,41 @@ EXPECTED: dict[str, dict[str, object]] = {
         "connection": "ServiceBusConnection",
     },
     "quote_qualification": {"type": "timerTrigger", "schedule": "%DATAVERSE_CHANGES_SCHEDULE%"},
+    "openapi": {
+        "type": "httpTrigger",
+        "route": "openapi.json",
+        "methods": ["GET"],
+        "authLevel": "ANONYMOUS",
+    },
+    "pricing": {
+        "type": "httpTrigger",
+        "route": "pricing",
+        "methods": ["GET"],
+        "authLevel": "FUNCTION",
+    },
+    "product_availability": {
+        "type": "httpTrigger",
+        "route": "products/{sku}/availability",
+        "methods": ["GET"],
+        "authLevel": "FUNCTION",
+    },
+    "forecast_intake": {
+        "type": "httpTrigger",
+        "route": "forecasts",
+        "methods": ["POST"],
+        "authLevel": "FUNCTION",
+    },
+    "lake_ingest": {"type": "timerTrigger", "schedule": "%LAKE_INGEST_SCHEDULE%"},
+    "archive_import": {
+        "type": "httpTrigger",
+        "route": "quotes/archive",
+        "methods": ["POST"],
+        "authLevel": "FUNCTION",
+    },
+    "mainframe_poll": {"type": "timerTrigger", "schedule": "%MAINFRAME_POLL_SCHEDULE%"},
+    "gold_rebuild": {"type": "timerTrigger", "schedule": "%GOLD_REBUILD_SCHEDULE%"},
+    "dataverse_load": {"type": "timerTrigger", "schedule": "%DATAVERSE_LOAD_SCHEDULE%"},
+    "dataverse_to_lake": {"type": "timerTrigger", "schedule": "%DATAVERSE_EXPORT_SCHEDULE%"},
 }
 
 
