@@ -7,7 +7,6 @@ step; it exits non-zero if any step failed.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import shutil
@@ -16,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -159,38 +159,212 @@ def step_quote_replay(ctx: DemoContext) -> dict[str, Any]:
     return {"replayed": len(answers), "newDataverseWrites": writes_after - writes_before}
 
 
-def step_mainframe_poll(ctx: DemoContext) -> dict[str, Any]:
-    from shared import wiring
-    from shared.services.poll_mainframe import poll_mainframe
+def _requests(ctx: DemoContext, peer: str) -> dict[str, Any]:
+    log: dict[str, Any] = ctx.http.get(
+        f"{ctx.world.endpoints()[peer]}/_sandbox/requests", timeout=60
+    ).json()
+    return log
 
-    settings = wiring.settings()
-    result = poll_mainframe(
-        wiring.mainframe(),
-        wiring.watermarks(),
-        wiring.lake(),
-        overlap=dt.timedelta(seconds=settings.mainframe_overlap_seconds),
+
+def _records(ctx: DemoContext, peer: str, table: str) -> int:
+    url = f"{ctx.world.endpoints()[peer]}/_sandbox/records/{table}"
+    return int(ctx.http.get(url, timeout=120).json()["count"])
+
+
+def _blobs(ctx: DemoContext) -> int:
+    from shared import wiring
+
+    lake = wiring.lake()
+    return sum(
+        1
+        for layer in ("bronze", "silver", "gold")
+        for _ in lake.blob_service.get_container_client(lake.container(layer)).list_blobs()  # type: ignore[arg-type]
+    )
+
+
+def step_mainframe_poll(ctx: DemoContext) -> dict[str, Any]:
+    """Flow 5 through the app's own timer, then the lake's silver row counts."""
+    from shared.cli import table_counts
+
+    before = _requests(ctx, "mainframe")["count"]
+    ctx.world.hub.run_timer("mainframe_poll")
+    silver = table_counts(["silver"])["silver"]
+    data = ctx.notes["data"]
+    planted = data.planted.counts()
+    return {
+        "mainframeRequests": _requests(ctx, "mainframe")["count"] - before,
+        "silver": {k: v for k, v in silver.items() if not k.startswith("dataverse_")},
+        "plantedInMainframe": {k: v for k, v in planted.items() if k.startswith("mainframe.")},
+    }
+
+
+def step_unchanged_poll(ctx: DemoContext) -> dict[str, Any]:
+    """Polling an unchanged source: one listing request per entity, nothing written."""
+    requests_before, blobs_before = _requests(ctx, "mainframe")["count"], _blobs(ctx)
+    ctx.world.hub.run_timer("mainframe_poll")
+    listings = _requests(ctx, "mainframe")["count"] - requests_before
+    written = _blobs(ctx) - blobs_before
+    if written:
+        raise RuntimeError(f"an unchanged poll wrote {written} blob(s)")
+    return {"requests": listings, "blobsWritten": written}
+
+
+def step_dataverse_load(ctx: DemoContext) -> dict[str, Any]:
+    """Flow 6: silver into Dataverse by bulk upserts."""
+    before = _requests(ctx, "dataverse")["count"]
+    ctx.world.hub.run_timer("dataverse_load")
+    tables = (
+        "accounts",
+        "contoso_legacyorders",
+        "contoso_legacyorderlines",
+        "contoso_plantinventories",
     )
     return {
-        "read": result.read,
-        "requests": result.requests,
-        "entities": {
-            name: {
-                "bronze": e.bronze_records,
-                "silverInserted": e.silver_inserted,
-                "silverUpdated": e.silver_updated,
-                "quarantined": e.quarantined,
+        "dataverseRequests": _requests(ctx, "dataverse")["count"] - before,
+        "rows": {t: _records(ctx, "dataverse", t) for t in tables},
+    }
+
+
+def step_dataverse_export(ctx: DemoContext) -> dict[str, Any]:
+    """Flow 7: Dataverse change tracking into the lake."""
+    from shared.cli import table_counts
+
+    ctx.world.hub.run_timer("dataverse_to_lake")
+    silver = table_counts(["silver"])["silver"]
+    return {"silver": {k: v for k, v in silver.items() if k.startswith("dataverse_")}}
+
+
+def step_forecasts(ctx: DemoContext) -> dict[str, Any]:
+    """Flow 1a forecasts: a batch from the reps, into bronze, then silver by the ingest job."""
+    data = ctx.notes["data"]
+    reps = data.reps[:5]
+    goals = [g for g in data.goals if g.level == 1][:4]
+    submissions = [
+        {
+            "salesRep": rep.email,
+            "territory": goal.territory_code,
+            "month": goal.month,
+            "amount": str((goal.target / 7).quantize(Decimal("0.01"))),
+            "probability": "0.5",
+            "category": "Pipeline",
+        }
+        for rep in reps
+        for goal in goals
+    ]
+    response = ctx.http.post(
+        f"{ctx.hub}/api/forecasts",
+        json={"submissions": submissions},
+        headers=ctx.key_header,
+        timeout=60,
+    )
+    if response.status_code != 202:
+        raise RuntimeError(f"forecasts refused: {response.status_code} {response.text[:300]}")
+    ctx.world.hub.run_timer("lake_ingest")
+    from shared.cli import table_counts
+
+    return {
+        "submitted": len(submissions),
+        "accepted": response.json().get("accepted"),
+        "silverForecasts": table_counts(["silver"])["silver"].get("forecasts", 0),
+    }
+
+
+def step_archive(ctx: DemoContext) -> dict[str, Any]:
+    """Flows 3 and 4: archived quotes and jobs as NDJSON, bad lines reported by number."""
+    data = ctx.notes["data"]
+    accounts = [a.number for a in list(data.accounts)[:20]]
+    lines = [
+        json.dumps(
+            {
+                "recordType": "quote",
+                "quoteId": f"ARC-{i:05d}",
+                "accountNumber": accounts[i % len(accounts)],
+                "closedOn": f"2025-{(i % 12) + 1:02d}-15",
+                "amount": f"{10000 + i * 37}.50",
+                "currency": "USD",
+                "status": ("won", "lost", "expired")[i % 3],
             }
-            for name, e in result.entities.items()
-        },
+        )
+        for i in range(200)
+    ]
+    lines.insert(10, '{"recordType": "quote"}')
+    lines.insert(50, "not json")
+    response = ctx.http.post(
+        f"{ctx.hub}/api/quotes/archive",
+        data="\n".join(lines).encode(),
+        headers={**ctx.key_header, "Content-Type": "application/x-ndjson"},
+        timeout=120,
+    )
+    body = response.json()
+    if response.status_code != 200:
+        raise RuntimeError(f"archive import refused: {response.status_code} {body}")
+    return {
+        "received": body["received"],
+        "accepted": body["accepted"],
+        "rejected": body["rejected"],
+        "badLines": [e["line"] for e in body["errors"]],
     }
 
 
 def step_gold(ctx: DemoContext) -> dict[str, Any]:
-    from shared import wiring
-    from shared.lake.gold import rebuild_gold
+    from shared.cli import table_counts
 
-    result = rebuild_gold(wiring.lake())
-    return {"rows": result.rows, "written": len(result.written)}
+    ctx.world.hub.run_timer("gold_rebuild")
+    return table_counts(["gold"])["gold"]
+
+
+def step_pricing(ctx: DemoContext) -> dict[str, Any]:
+    """Flow 1b: manager-approved prices changed since a time, page by page."""
+    url = f"{ctx.hub}/api/pricing"
+    params: dict[str, str] = {"since": "2000-01-01T00:00:00Z"}
+    entries = pages = 0
+    while True:
+        response = ctx.http.get(url, params=params, headers=ctx.key_header, timeout=60)
+        response.raise_for_status()
+        page = response.json()
+        pages += 1
+        entries += len(page["items"])
+        token = page.get("continuationToken")
+        if not token:
+            break
+        params["continuationToken"] = token
+    return {"entries": entries, "pages": pages}
+
+
+def step_availability(ctx: DemoContext) -> dict[str, Any]:
+    """Real-time stock from SAP; with SAP down, the last known value marked stale."""
+    data = ctx.notes["data"]
+    skus = [p.sku for p in data.products[:3]]
+    url = f"{ctx.hub}/api/products/{{}}/availability"
+    fresh = [ctx.http.get(url.format(s), headers=ctx.key_header, timeout=60).json() for s in skus]
+    sap = ctx.world.endpoints()["sap"]
+    ctx.http.put(
+        f"{sap}/_sandbox/faults", json={"rate5xx": 1.0, "faultPhase": "before"}, timeout=30
+    )
+    try:
+        from shared import wiring
+
+        wiring.reset()  # a new worker: no in-process cache, only the last-known table
+        stale = ctx.http.get(url.format(skus[0]), headers=ctx.key_header, timeout=60)
+    finally:
+        ctx.http.put(f"{sap}/_sandbox/faults", json={}, timeout=30)
+    body = stale.json()
+    if stale.status_code != 200 or body.get("stale") is not True:
+        raise RuntimeError(f"expected a stale answer, got {stale.status_code} {body}")
+    return {
+        "skus": len(fresh),
+        "plants": sum(len(a["plants"]) for a in fresh),
+        "staleWhenSapDown": body["stale"],
+    }
+
+
+def step_rejections(ctx: DemoContext) -> dict[str, Any]:
+    from shared import wiring
+
+    by_flow: dict[str, int] = {}
+    for rejection in wiring.rejections().list():
+        by_flow[rejection.flow] = by_flow.get(rejection.flow, 0) + 1
+    return {"byFlow": by_flow}
 
 
 def _writes(log: dict[str, Any]) -> int:
@@ -213,7 +387,15 @@ STEPS: list[tuple[str, Step]] = [
     ("quotes-qualified-callbacks", step_quotes_qualified),
     ("quotes-replayed-idempotent", step_quote_replay),
     ("mainframe-poll", step_mainframe_poll),
+    ("mainframe-poll-unchanged", step_unchanged_poll),
+    ("dataverse-load", step_dataverse_load),
+    ("dataverse-export-to-lake", step_dataverse_export),
+    ("forecasts", step_forecasts),
+    ("quote-archive-import", step_archive),
     ("gold-rebuild", step_gold),
+    ("pricing-feed", step_pricing),
+    ("availability", step_availability),
+    ("rejections", step_rejections),
 ]
 
 
