@@ -45,8 +45,26 @@ def bench_lake(records: int, runs: int) -> dict[str, Any]:
     }
 
 
+def bench_dataverse(runs: int) -> dict[str, Any]:
+    from bench import dataverse_bench
+
+    samples = [dataverse_bench.run(10_000, 20, 200) for _ in range(runs)]
+    return {
+        "rows": 10_000,
+        "requests_per_1000_rows": _summary(
+            [s["latency_20ms"]["requests_per_1000_rows"] for s in samples]
+        ),
+        "seconds_at_20ms": _summary([s["latency_20ms"]["seconds"] for s in samples]),
+        "rows_per_minute_at_0ms": _summary([s["no_latency"]["rows_per_minute"] for s in samples]),
+        "speedup_vs_one_patch_per_record": _summary([s["speedup_wall_time"] for s in samples]),
+        "fewer_requests_factor": _summary([s["fewer_requests_factor"] for s in samples]),
+        "target_requests_per_1000_rows": 2,
+    }
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "lake": lambda a: bench_lake(a.records, a.runs),
+    "dataverse": lambda a: bench_dataverse(a.runs),
 }
 
 

@@ -98,12 +98,11 @@ class Template:
 
 
 @dataclass(frozen=True)
-class Product:
-    """``left × right`` rounded half-to-even to ``scale`` decimals (a line amount)."""
+class _Binary:
+    """An exact arithmetic of two silver columns; None when either is null."""
 
     left: str
     right: str
-    scale: int = 2
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -111,32 +110,33 @@ class Product:
         return (self.left, self.right)
 
     def value(self, row: Mapping[str, Any]) -> Decimal | None:
-        """The exact product, rounded once; None when a factor is null."""
         left, right = row.get(self.left), row.get(self.right)
         if left is None or right is None:
             return None
-        exact = _decimal(left, self.left) * _decimal(right, self.right)
-        return exact.quantize(Decimal(1).scaleb(-self.scale), rounding=ROUND_HALF_EVEN)
+        return self.combine(_decimal(left, self.left), _decimal(right, self.right))
+
+    def combine(self, left: Decimal, right: Decimal) -> Decimal:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
-class Difference:
-    """``left − right`` (e.g. stock available = on hand − allocated); None when either is null."""
+class Product(_Binary):
+    """``left × right`` rounded half-to-even to ``scale`` decimals (a line amount)."""
 
-    left: str
-    right: str
+    scale: int = 2
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """Silver columns read."""
-        return (self.left, self.right)
+    def combine(self, left: Decimal, right: Decimal) -> Decimal:
+        """The exact product, rounded once."""
+        return (left * right).quantize(Decimal(1).scaleb(-self.scale), rounding=ROUND_HALF_EVEN)
 
-    def value(self, row: Mapping[str, Any]) -> Decimal | None:
+
+@dataclass(frozen=True)
+class Difference(_Binary):
+    """``left − right`` (e.g. stock available = on hand − allocated)."""
+
+    def combine(self, left: Decimal, right: Decimal) -> Decimal:
         """The exact difference."""
-        left, right = row.get(self.left), row.get(self.right)
-        if left is None or right is None:
-            return None
-        return _decimal(left, self.left) - _decimal(right, self.right)
+        return left - right
 
 
 Source = Col | Template | Product | Difference

@@ -110,11 +110,9 @@ def dataverse() -> DataverseClient:
     return DataverseClient(http, str(s.dataverse_url))
 
 
-@_once
-def sap() -> SapClient:
+def _sap_client(http: HttpClient) -> SapClient:
     s = settings()
     read, forget = _secret(s.sap_password_secret_name)
-    http = HttpClient(session(), policy=policy(), timeout=s.http_timeout_seconds, name="sap")
     return SapClient(
         http,
         str(s.sap_base_url),
@@ -122,6 +120,14 @@ def sap() -> SapClient:
         password=read,
         on_unauthorized=forget,
         sap_client=s.sap_client or None,
+    )
+
+
+@_once
+def sap() -> SapClient:
+    s = settings()
+    return _sap_client(
+        HttpClient(session(), policy=policy(), timeout=s.http_timeout_seconds, name="sap")
     )
 
 
@@ -236,22 +242,15 @@ def sap_realtime() -> SapClient:
     """SAP for requests a partner is waiting on: fewer, shorter retries than the batch client,
     because a stale answer now beats a fresh one after a minute of backoff."""
     s = settings()
-    read, forget = _secret(s.sap_password_secret_name)
     quick = RetryPolicy(
         min(2, s.retry_max_attempts),
         min(s.retry_base_delay_seconds, 0.2),
         min(s.retry_max_delay_seconds, 2.0),
     )
-    http = HttpClient(
-        session(), policy=quick, timeout=min(s.http_timeout_seconds, 10.0), name="sap-realtime"
-    )
-    return SapClient(
-        http,
-        str(s.sap_base_url),
-        username=s.sap_username,
-        password=read,
-        on_unauthorized=forget,
-        sap_client=s.sap_client or None,
+    return _sap_client(
+        HttpClient(
+            session(), policy=quick, timeout=min(s.http_timeout_seconds, 10.0), name="sap-realtime"
+        )
     )
 
 
