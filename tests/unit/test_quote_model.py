@@ -28,46 +28,12 @@ from shared.models import (
     QuoteStatus,
 )
 from shared.models.common import decimal_text, is_email
+from shared.openapi import EXAMPLE_QUOTE
 
 pytestmark = pytest.mark.unit
 
-BASE_QUOTE: dict[str, Any] = {
-    "quoteId": "Q-2026-000123",
-    "revision": 3,
-    "accountNumber": "ACC-10042",
-    "salesRep": "jane.doe@contoso.com",
-    "currency": "USD",
-    "expectedCloseDate": "2026-06-30",
-    "probability": "0.6",
-    "shipTo": {
-        "street": "100 Industrial Way",
-        "city": "Springfield",
-        "county": "Sangamon",
-        "region": "IL",
-        "postalCode": "62701",
-        "country": "US",
-    },
-    "lines": [
-        {
-            "lineNumber": 1,
-            "sku": "RTU-050-460",
-            "description": "5-ton packaged rooftop unit",
-            "quantity": 2,
-            "unitPrice": "8450.00",
-            "discountPct": 5,
-            "configuration": {
-                "tonnage": 5,
-                "voltage": "460V",
-                "refrigerant": "R-454B",
-                "options": ["ECON", "HGRH"],
-                "coilCoating": "epoxy",
-            },
-        },
-        {"lineNumber": 2, "sku": "SVC-INSTALL", "quantity": 1, "unitPrice": "1200.00"},
-    ],
-    "notes": "Deliver to loading dock B.",
-    "modifiedAt": "2026-05-19T09:30:00Z",
-}
+# The documented example is the base every rule test varies (one source for both).
+BASE_QUOTE: dict[str, Any] = copy.deepcopy(EXAMPLE_QUOTE)
 
 _MISSING = object()
 
