@@ -2,7 +2,17 @@
 
 import azure.functions as func
 
-from blueprints import archive, forecasts, lake_jobs, operations, pricing, quotes
+from blueprints import (
+    archive,
+    forecasts,
+    lake_jobs,
+    operations,
+    pricing,
+    quotes,
+    reconcile,
+    sap_batches,
+    urgent_orders,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(operations.bp)
@@ -11,3 +21,6 @@ app.register_functions(pricing.bp)
 app.register_functions(forecasts.bp)
 app.register_functions(archive.bp)
 app.register_functions(lake_jobs.bp)
+app.register_functions(urgent_orders.bp)
+app.register_functions(reconcile.bp)
+app.register_functions(sap_batches.bp)

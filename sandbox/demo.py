@@ -358,6 +358,76 @@ def step_availability(ctx: DemoContext) -> dict[str, Any]:
     }
 
 
+def step_urgent_orders(ctx: DemoContext) -> dict[str, Any]:
+    """Flow 12: urgent updates to one SAP order, shuffled, with a duplicate and a malformed one."""
+    import datetime as dt
+    import json
+
+    from shared import wiring
+
+    data = ctx.notes["data"]
+    order = next(iter(data.sap_seed()["A_SalesOrder"]))
+    number = str(order["SalesOrder"])
+    queue = ctx.world.settings()["URGENT_DATAVERSE_TO_SAP_QUEUE_NAME"]
+    day = dt.date.today() + dt.timedelta(days=30)
+    updates = [
+        (
+            f"demo-{number}-{v}",
+            {
+                "orderNumber": number,
+                "sourceVersion": v,
+                "changes": {
+                    "requestedDeliveryDate": (day + dt.timedelta(days=v)).isoformat(),
+                    "confirmed": True,
+                },
+            },
+        )
+        for v in (3, 1, 2)
+    ]
+    dispatcher = ctx.world.hub.dispatcher
+    for message_id, body in [*updates, updates[0]]:
+        dispatcher.send(queue, json.dumps(body), message_id=message_id, session_id=number)
+    dispatcher.send(queue, "{not json", message_id=f"demo-{number}-bad", session_id=number)
+    stats = dispatcher.run_until_idle()
+    rejected = wiring.rejections().count("urgent-dataverse-to-sap")
+    return {
+        "order": number,
+        "delivered": stats.completed,
+        "duplicatesDropped": stats.duplicates,
+        "rejected": rejected,
+        "deadLettered": len(dispatcher.dead_letters(queue)),
+    }
+
+
+def step_dry_run(ctx: DemoContext) -> dict[str, Any]:
+    """Initial sync dry run of the accounts and products maps (writes nothing to the systems)."""
+    from shared import wiring
+
+    result: dict[str, Any] = {}
+    for name in ("accounts", "products"):
+        report = wiring.dry_run(OUT).run(name)
+        result[name] = {
+            "create": len(report.create),
+            "update": len(report.update),
+            "couple": len(report.couple),
+            "duplicates": sum(len(v) for v in report.duplicates.values()),
+            "unmapped": len(report.unmapped),
+            "orphans": sum(len(v) for v in report.orphans.values()),
+        }
+    return result
+
+
+def step_reconcile(ctx: DemoContext) -> dict[str, Any]:
+    """Reconciliation across the Quoting Tool, Dataverse and the lake; drift goes to gold."""
+    from shared import wiring
+
+    report = wiring.reconciler().run()
+    drift: dict[str, int] = {}
+    for item in report.drift:
+        drift[item.entity] = drift.get(item.entity, 0) + 1
+    return {"pairs": len(report.pairs), "drift": drift, "skipped": report.skipped}
+
+
 def step_rejections(ctx: DemoContext) -> dict[str, Any]:
     from shared import wiring
 
@@ -378,6 +448,39 @@ def _status(ctx: DemoContext, quote_id: str) -> dict[str, Any]:
     return body
 
 
+def step_sap_inbound(ctx: DemoContext) -> dict[str, Any]:
+    """Flow 10: SAP orders, items, partners and assets into the lake and Dataverse."""
+    from shared import wiring
+
+    result = wiring.sap_inbound().run()
+    return {
+        "read": {"orders": result.orders_read, "assets": result.assets_read},
+        "landed": {
+            "salesorders": result.orders_landed,
+            "salesorderdetails": result.items_landed,
+            "contoso_partners": result.partners_landed,
+            "contoso_customerassets": result.assets_landed,
+        },
+        "deferred": result.deferred,
+        "rejected": result.rejected,
+        "quotesOrdered": len(result.quotes_ordered),
+    }
+
+
+def step_sap_outbound(ctx: DemoContext) -> dict[str, Any]:
+    """Flow 11: changes made in Sales back to SAP; the inbound batch's writes are not echoed."""
+    from shared import wiring
+
+    result = wiring.sap_outbound().run()
+    return {
+        "orderChanges": result.changes,
+        "echoesSuppressed": result.echoes,
+        "writtenToSap": len(result.written),
+        "conflicts": result.conflicts,
+        "priceChangesRefused": result.prices_refused,
+    }
+
+
 STEPS: list[tuple[str, Step]] = [
     ("sandbox", step_sandbox),
     ("health", step_health),
@@ -395,6 +498,11 @@ STEPS: list[tuple[str, Step]] = [
     ("gold-rebuild", step_gold),
     ("pricing-feed", step_pricing),
     ("availability", step_availability),
+    ("sap-inbound", step_sap_inbound),
+    ("sap-outbound", step_sap_outbound),
+    ("urgent-orders", step_urgent_orders),
+    ("dry-run", step_dry_run),
+    ("reconcile", step_reconcile),
     ("rejections", step_rejections),
 ]
 

@@ -13,6 +13,11 @@ wiring and services as the Functions app: running a job here is exactly what its
     datahub gold rebuild
     datahub counts
     datahub rejections [--flow FLOW]
+    datahub dry-run accounts|products [--out DIR]
+    datahub reconcile [--entity quotes|legacy_orders|accounts ...] [--no-write]
+    datahub deadletters list QUEUE [--limit N]
+    datahub deadletters show QUEUE SEQUENCE_NUMBER
+    datahub deadletters resubmit QUEUE [--message-id ID ...] [--limit N]
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ def _jobs() -> dict[str, Callable[[], Any]]:
         "dataverse-export": lambda: wiring.lake_jobs().export_dataverse(),
         "quote-qualification": lambda: wiring.quote_flow().track_qualification(),
         "lake-ingest": lambda: ingest_quoting_tool(wiring.lake(), wiring.watermarks()),
+        "sap-inbound": lambda: wiring.sap_inbound().run(),
+        "sap-outbound": lambda: wiring.sap_outbound().run(),
+        "reconcile": lambda: wiring.reconciler().run().summary(),
     }
 
 
@@ -52,6 +60,9 @@ JOB_NAMES = (
     "dataverse-export",
     "quote-qualification",
     "lake-ingest",
+    "sap-inbound",
+    "sap-outbound",
+    "reconcile",
 )
 
 
@@ -182,6 +193,42 @@ def cmd_rejections(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_dry_run(args: argparse.Namespace, out: TextIO) -> int:
+    from shared import wiring
+
+    report = wiring.dry_run(Path(args.out) if args.out else None).run(args.map)
+    _emit(out, report.to_json())
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
+    from shared import wiring
+    from shared.services.reconcile import ENTITIES
+
+    report = wiring.reconciler().run(args.entity or ENTITIES, write=not args.no_write)
+    _emit(out, report.summary())
+    return 1 if report.drift else 0
+
+
+def cmd_deadletters(args: argparse.Namespace, out: TextIO) -> int:
+    from shared import wiring
+
+    tools = wiring.dead_letters()
+    if args.action == "list":
+        _emit(out, [m.to_json() for m in tools.list_messages(args.queue, limit=args.limit)])
+        return 0
+    if args.action == "show":
+        found = tools.show(args.queue, args.sequence_number)
+        if found is None:
+            out.write(f"no dead-lettered message {args.sequence_number} in {args.queue}\n")
+            return 1
+        _emit(out, found.to_json())
+        return 0
+    ids = set(args.message_id) if args.message_id else None
+    _emit(out, {"resubmitted": tools.resubmit(args.queue, message_ids=ids, limit=args.limit)})
+    return 0
+
+
 def load_local_settings(path: Path = Path("local.settings.json")) -> None:
     """Values of local.settings.json become environment variables (never overriding)."""
     if path.exists():
@@ -220,6 +267,27 @@ def parser() -> argparse.ArgumentParser:
     rejected = sub.add_parser("rejections", help="what the hub refused, and why")
     rejected.add_argument("--flow")
     rejected.set_defaults(run=cmd_rejections)
+    dry = sub.add_parser("dry-run", help="initial sync dry run of a sync map (writes nothing)")
+    dry.add_argument("map", choices=["accounts", "products"])
+    dry.add_argument("--out", help="report folder (default ./out)")
+    dry.set_defaults(run=cmd_dry_run)
+    recon = sub.add_parser("reconcile", help="compare counts and content hashes across systems")
+    recon.add_argument("--entity", action="append", choices=["quotes", "legacy_orders", "accounts"])
+    recon.add_argument("--no-write", action="store_true", help="do not append to gold")
+    recon.set_defaults(run=cmd_reconcile)
+    dead = sub.add_parser("deadletters", help="list, show or resubmit dead-lettered messages")
+    dead_sub = dead.add_subparsers(dest="action", required=True)
+    dl_list = dead_sub.add_parser("list")
+    dl_list.add_argument("queue")
+    dl_list.add_argument("--limit", type=int, default=100)
+    dl_show = dead_sub.add_parser("show")
+    dl_show.add_argument("queue")
+    dl_show.add_argument("sequence_number", type=int)
+    dl_resubmit = dead_sub.add_parser("resubmit")
+    dl_resubmit.add_argument("queue")
+    dl_resubmit.add_argument("--message-id", action="append")
+    dl_resubmit.add_argument("--limit", type=int, default=100)
+    dead.set_defaults(run=cmd_deadletters)
     return root
 
 

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     gold_rebuild_schedule: Schedule = "0 15 * * * *"
     dataverse_load_schedule: Schedule = "0 */10 * * * *"
     dataverse_export_schedule: Schedule = "0 */5 * * * *"
+    reconcile_schedule: Schedule = "0 0 2 * * *"
 
     # --- Quoting Tool --------------------------------------------------------------------------
     quoting_tool_callback_url: HttpUrl

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
 from azure.core.credentials import TokenCredential
 
 from shared.adapters.dataverse import DataverseClient
+from shared.adapters.deadletters import DeadLetters
 from shared.adapters.mainframe import MainframeClient
+from shared.adapters.quote_store import TABLE as QUOTES_TABLE
 from shared.adapters.quote_store import QuoteStore
 from shared.adapters.quoting_tool import QuotingToolClient
 from shared.adapters.records import CouplingStore, RejectionStore
@@ -32,11 +35,27 @@ from shared.lake.storage import LakeConfig, LakeStorage
 from shared.services.archive import ArchiveImport
 from shared.services.availability import TABLE as AVAILABILITY_TABLE
 from shared.services.availability import AvailabilityService, LastKnownAvailability
+from shared.services.dry_run import DryRun
 from shared.services.forecasts import INTAKE_TABLE, ForecastIntake, IntakeMarkers
 from shared.services.lake_jobs import LakeJobs
 from shared.services.pricing import PricingFeed
 from shared.services.quotes import QuoteFlow
+from shared.services.reconcile import Reconciler
+from shared.services.sap_inbound import SapInbound
+from shared.services.sap_outbound import SapOutbound
 from shared.services.territory import TerritoryDirectory, TerritoryMap
+from shared.services.urgent_orders import MESSAGES_TABLE as URGENT_MESSAGES_TABLE
+from shared.services.urgent_orders import VERSIONS_TABLE as URGENT_VERSIONS_TABLE
+from shared.services.urgent_orders import UrgentOrders
+from shared.sync.echo import TABLE as WRITES_TABLE
+from shared.sync.echo import EchoFilter, WriteLedger
+from shared.sync.engine import (
+    CONFLICTS_TABLE,
+    DEFERRED_TABLE,
+    ConflictLog,
+    DeferredStore,
+    SyncEngine,
+)
 
 _cached: list[Callable[[], None]] = []
 
@@ -214,9 +233,14 @@ def territories() -> TerritoryDirectory:
 
 
 @_once
+def quote_store() -> QuoteStore:
+    return QuoteStore(tables())
+
+
+@_once
 def quote_flow() -> QuoteFlow:
     return QuoteFlow(
-        store=QuoteStore(tables()),
+        store=quote_store(),
         bronze=BronzeWriter(lake()),
         bronze_reader=BronzeReader(lake()),
         territories=territories(),
@@ -294,4 +318,101 @@ def lake_jobs() -> LakeJobs:
         rejections=rejections(),
         storage=lake(),
         overlap_seconds=settings().mainframe_overlap_seconds,
+    )
+
+
+# ---- Flow 12 urgent orders, initial-sync dry run, reconciliation, dead-letter tools ------------
+
+
+@_once
+def urgent_orders() -> UrgentOrders:
+    t = tables()
+    return UrgentOrders(
+        dataverse=dataverse(),
+        sap=sap(),
+        messages=t.table(URGENT_MESSAGES_TABLE),
+        versions=t.table(URGENT_VERSIONS_TABLE),
+        rejections=rejections(),
+    )
+
+
+def dry_run(out_dir: Path | None = None) -> DryRun:
+    """Not shared: each call may write its report to another folder."""
+    return DryRun(
+        sap=sap(),
+        mainframe=mainframe(),
+        dataverse=dataverse(),
+        storage=lake(),
+        out_dir=out_dir or Path.cwd() / "out",
+    )
+
+
+@_once
+def reconciler() -> Reconciler:
+    return Reconciler(dataverse=dataverse(), quotes=tables().table(QUOTES_TABLE), storage=lake())
+
+
+def dead_letters(connection_string: str | None = None) -> DeadLetters:
+    """Dead-letter tools for the app's namespace: a connection string when given (or set in
+    ``ServiceBusConnection``), else ``ServiceBusConnection__fullyQualifiedNamespace`` with the
+    app's credential, as the Functions extension resolves identity-based connections."""
+    s = settings()
+    configured = s.service_bus_connection.get_secret_value() if s.service_bus_connection else ""
+    text = connection_string or configured
+    if "Endpoint=" in text:
+        return DeadLetters.from_connection_string(text)
+    if not s.service_bus_namespace:
+        raise ValueError(
+            "set ServiceBusConnection (a connection string) or "
+            "ServiceBusConnection__fullyQualifiedNamespace"
+        )
+    return DeadLetters.from_namespace(s.service_bus_namespace, credential())
+
+
+# ---- SAP batches: flow 10 (inbound) and flow 11 (outbound), under the sync rules --------------
+
+
+@_once
+def write_ledger() -> WriteLedger:
+    return WriteLedger(tables().table(WRITES_TABLE))
+
+
+@_once
+def sync_deferred() -> DeferredStore:
+    return DeferredStore(tables().table(DEFERRED_TABLE))
+
+
+@_once
+def sync_engine() -> SyncEngine:
+    return SyncEngine(rejections(), ConflictLog(tables().table(CONFLICTS_TABLE)))
+
+
+@_once
+def sap_inbound() -> SapInbound:
+    return SapInbound(
+        sap=sap(),
+        dataverse=dataverse(),
+        storage=lake(),
+        watermarks=watermarks(),
+        couplings=couplings(),
+        quotes=quote_store(),
+        rejections=rejections(),
+        deferred=sync_deferred(),
+        ledger=write_ledger(),
+    )
+
+
+@_once
+def sap_outbound() -> SapOutbound:
+    # The hub's Dataverse identity is its application user; WhoAmI names it (one request, once).
+    echo = EchoFilter(write_ledger(), lambda: [str(dataverse().whoami().get("UserId") or "")])
+    return SapOutbound(
+        sap=sap(),
+        dataverse=dataverse(),
+        watermarks=watermarks(),
+        couplings=couplings(),
+        rejections=rejections(),
+        engine=sync_engine(),
+        echo=echo,
+        ledger=write_ledger(),
     )

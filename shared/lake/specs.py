@@ -371,3 +371,74 @@ QUOTING_TOOL_SPECS: dict[str, EntitySpec] = {
     spec.entity: spec for spec in (FORECASTS, QUOTE_ARCHIVE)
 }
 """Quoting Tool bronze entity -> spec, for the lake ingestion job (``lake_ingest``)."""
+
+
+# --- SAP S/4HANA (flow 10; docs/sap-api.md, docs/sync-rules.md) ---------------------------------
+# Bronze records of these entities are written by the SAP inbound batch
+# (shared/services/sap_inbound.py): SAP's properties in JSON form (Edm.DateTime ``…Date`` fields
+# as ``YYYY-MM-DD``, other time stamps ISO 8601 UTC, decimals as text) plus ``hub*`` fields the
+# batch derived (flattened item keys, the order's change stamp on its items, the asset's owner).
+
+SAP_SOURCE = "sap"
+SAP_ORDER_STATUS = (("A", "Open"), ("B", "Released"), ("C", "Closed"))
+
+SAP_ORDERS = json_spec(
+    "sap_orders",
+    source=SAP_SOURCE,
+    entity="sales_orders",
+    key=("order_no",),
+    modified="source_modified_at",
+    columns=(
+        Column("order_no", "SalesOrder", "id"),
+        Column("customer_no", "SoldToParty", "id", required=True),
+        Column("order_date", "SalesOrderDate", "iso_date"),
+        Column("requested_date", "RequestedDeliveryDate", "iso_date"),
+        Column("status", "OverallSDProcessStatus", "code", codes=SAP_ORDER_STATUS),
+        Column("currency", "TransactionCurrency", "id", required=True),
+        Column("total_amount", "TotalNetAmount", "decimal", scale=3),
+        Column("plant", "hubPlant", "id"),
+        Column("quote_ref", "PurchaseOrderByCustomer", "id"),
+        Column("delivery_block", "DeliveryBlockReason", "id"),
+        Column("source_modified_at", "LastChangeDateTime", "iso_timestamp"),
+    ),
+)
+"""``silver/sap_orders``: SAP sales order headers, conformed to gold's order columns."""
+
+SAP_ORDER_ITEMS = json_spec(
+    "sap_order_items",
+    source=SAP_SOURCE,
+    entity="sales_order_items",
+    key=("item_key",),
+    modified="source_modified_at",
+    columns=(
+        Column("item_key", "hubItemKey", "id"),
+        Column("order_no", "SalesOrder", "id", required=True),
+        Column("item_no", "SalesOrderItem", "id", required=True),
+        Column("material", "Material", "id", required=True),
+        Column("quantity", "RequestedQuantity", "decimal", scale=3, required=True),
+        Column("unit", "RequestedQuantityUnit", "id"),
+        Column("plant", "ProductionPlant", "id"),
+        Column("net_amount", "NetAmount", "decimal", scale=3),
+        Column("currency", "TransactionCurrency", "id"),
+        Column("source_modified_at", "hubOrderChangedAt", "iso_timestamp"),
+    ),
+)
+"""``silver/sap_order_items``: items of SAP sales orders, ``SalesOrder|SalesOrderItem`` keyed."""
+
+SAP_EQUIPMENT = json_spec(
+    "sap_equipment",
+    source=SAP_SOURCE,
+    entity="equipment",
+    key=("equipment_no",),
+    modified="source_modified_at",
+    columns=(
+        Column("equipment_no", "Equipment", "id"),
+        Column("name", "EquipmentName", "text"),
+        Column("material", "Material", "id"),
+        Column("serial_no", "ManufacturerSerialNumber", "id"),
+        Column("functional_location", "FunctionalLocation", "id"),
+        Column("customer_no", "hubCustomer", "id"),
+        Column("source_modified_at", "LastChangeDateTime", "iso_timestamp"),
+    ),
+)
+"""``silver/sap_equipment``: installed equipment (customer assets) with its owning customer."""

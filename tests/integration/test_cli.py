@@ -45,6 +45,9 @@ def test_jobs_list_names_every_job():
         "dataverse-export",
         "quote-qualification",
         "lake-ingest",
+        "sap-inbound",
+        "sap-outbound",
+        "reconcile",
     ]
 
 

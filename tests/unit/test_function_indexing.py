@@ -76,6 +76,21 @@ EXPECTED: dict[str, dict[str, object]] = {
     "gold_rebuild": {"type": "timerTrigger", "schedule": "%GOLD_REBUILD_SCHEDULE%"},
     "dataverse_load": {"type": "timerTrigger", "schedule": "%DATAVERSE_LOAD_SCHEDULE%"},
     "dataverse_to_lake": {"type": "timerTrigger", "schedule": "%DATAVERSE_EXPORT_SCHEDULE%"},
+    "sap_inbound": {"type": "timerTrigger", "schedule": "%SAP_INBOUND_SCHEDULE%"},
+    "sap_outbound": {"type": "timerTrigger", "schedule": "%SAP_OUTBOUND_SCHEDULE%"},
+    "urgent_sap_to_dataverse": {
+        "type": "serviceBusTrigger",
+        "queueName": "%URGENT_SAP_TO_DATAVERSE_QUEUE_NAME%",
+        "connection": "ServiceBusConnection",
+        "isSessionsEnabled": True,
+    },
+    "urgent_dataverse_to_sap": {
+        "type": "serviceBusTrigger",
+        "queueName": "%URGENT_DATAVERSE_TO_SAP_QUEUE_NAME%",
+        "connection": "ServiceBusConnection",
+        "isSessionsEnabled": True,
+    },
+    "reconcile": {"type": "timerTrigger", "schedule": "%RECONCILE_SCHEDULE%"},
 }
 
 
