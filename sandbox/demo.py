@@ -425,7 +425,15 @@ def step_reconcile(ctx: DemoContext) -> dict[str, Any]:
     drift: dict[str, int] = {}
     for item in report.drift:
         drift[item.entity] = drift.get(item.entity, 0) + 1
-    return {"pairs": len(report.pairs), "drift": drift, "skipped": report.skipped}
+    explained = {p.entity: len(p.explained) for p in report.pairs if p.explained}
+    if drift:
+        raise RuntimeError(f"unexplained drift after the demo: {drift}")
+    return {
+        "pairs": len(report.pairs),
+        "drift": drift,
+        "explainedByRejections": explained,
+        "skipped": report.skipped,
+    }
 
 
 def step_rejections(ctx: DemoContext) -> dict[str, Any]:

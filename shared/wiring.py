@@ -349,7 +349,12 @@ def dry_run(out_dir: Path | None = None) -> DryRun:
 
 @_once
 def reconciler() -> Reconciler:
-    return Reconciler(dataverse=dataverse(), quotes=tables().table(QUOTES_TABLE), storage=lake())
+    return Reconciler(
+        dataverse=dataverse(),
+        quotes=tables().table(QUOTES_TABLE),
+        storage=lake(),
+        rejections=rejections(),
+    )
 
 
 def dead_letters(connection_string: str | None = None) -> DeadLetters:

@@ -30,6 +30,7 @@ from typing import Any
 from azure.data.tables import TableClient
 
 from shared.adapters.dataverse import DataverseClient
+from shared.adapters.records import RejectionStore
 from shared.lake.storage import LakeStorage
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ class PairResult:
     left_count: int
     right_count: int
     drift: list[Drift] = field(default_factory=list)
+    explained: list[Drift] = field(default_factory=list)
+    """Differences the hub already recorded as a rejection (with its reason): accounted for,
+    so they are listed but are not drift."""
 
 
 @dataclass
@@ -119,6 +123,7 @@ class ReconcileReport:
                     "leftCount": p.left_count,
                     "rightCount": p.right_count,
                     "drift": len(p.drift),
+                    "explainedByRejections": len(p.explained),
                 }
                 for p in self.pairs
             ],
@@ -151,6 +156,7 @@ class Reconciler:
     dataverse: DataverseClient
     quotes: TableClient
     storage: LakeStorage
+    rejections: RejectionStore | None = None
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     def run(self, entities: Iterable[str] = ENTITIES, *, write: bool = True) -> ReconcileReport:
@@ -239,6 +245,26 @@ class Reconciler:
             },
         )
         self._pair(report, "legacy_orders", ("lake", lake), ("dataverse", dataverse))
+        # An order Dataverse refused (an orphan, say) is missing there by the hub's own record.
+        self._explain(report, "legacy_orders", "dataverse-load", "legacy_orders")
+
+    def _explain(self, report: ReconcileReport, entity: str, flow: str, prefix: str) -> None:
+        if self.rejections is None:
+            return
+        refused = {r.key: r for r in self.rejections.list(flow)}
+        for pair in report.pairs:
+            if pair.entity != entity:
+                continue
+            kept = []
+            for drift in pair.drift:
+                rejection = refused.get(f"{prefix}:{drift.key}")
+                if drift.kind == "missing_right" and rejection is not None:
+                    pair.explained.append(
+                        Drift(entity, drift.pair, drift.key, "rejected", rejection.reason)
+                    )
+                else:
+                    kept.append(drift)
+            pair.drift = kept
 
     def _accounts(self, report: ReconcileReport) -> None:
         columns = {
