@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared.services.reconcile import ReconcileReport, Reconciler, compare
+from shared.services.reconcile import Reconciler, ReconcileReport, compare
 
 pytestmark = pytest.mark.unit
 
