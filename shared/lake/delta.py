@@ -145,3 +145,20 @@ def overwrite_frame(storage: LakeStorage, layer: Layer, table: str, frame: pl.Da
 
     with_commit_retry(write, f"overwrite {layer}/{table}")
     return True
+
+
+def append_table(storage: LakeStorage, layer: Layer, table: str, data: pa.Table) -> None:
+    """Append rows to a table (created on first use), retrying lost commit races."""
+    from deltalake import write_deltalake
+
+    storage.ensure_container(layer)
+
+    def write() -> None:
+        write_deltalake(
+            storage.table_uri(layer, table),
+            data,
+            mode="append",
+            storage_options=storage.storage_options(),
+        )
+
+    with_commit_retry(write, f"append {layer}/{table}")

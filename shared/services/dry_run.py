@@ -382,9 +382,8 @@ def _product_changes(
 def write_gold(storage: LakeStorage, rows: list[dict[str, Any]]) -> None:
     """Append a run's findings to ``gold/initial_sync_dry_run`` (created on first use)."""
     import pyarrow as pa
-    from deltalake import write_deltalake
 
-    from shared.lake.delta import with_commit_retry
+    from shared.lake.delta import append_table
 
     schema = pa.schema(
         [
@@ -397,14 +396,4 @@ def write_gold(storage: LakeStorage, rows: list[dict[str, Any]]) -> None:
         ]
     )
     data = pa.Table.from_pylist(rows, schema=schema)
-    storage.ensure_container("gold")
-
-    def write() -> None:
-        write_deltalake(
-            storage.table_uri("gold", GOLD_TABLE),
-            data,
-            mode="append",
-            storage_options=storage.storage_options(),
-        )
-
-    with_commit_retry(write, f"gold/{GOLD_TABLE}")
+    append_table(storage, "gold", GOLD_TABLE, data)

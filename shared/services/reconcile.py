@@ -282,9 +282,8 @@ def write_gold(storage: LakeStorage, report: ReconcileReport) -> None:
     """Append a run's drift and counts to ``gold/reconciliation`` and
     ``gold/reconciliation_counts``."""
     import pyarrow as pa
-    from deltalake import write_deltalake
 
-    from shared.lake.delta import with_commit_retry
+    from shared.lake.delta import append_table
 
     drift = pa.Table.from_pylist(
         [
@@ -334,15 +333,5 @@ def write_gold(storage: LakeStorage, report: ReconcileReport) -> None:
             ]
         ),
     )
-    storage.ensure_container("gold")
     for table, data in ((DRIFT_TABLE, drift), (COUNTS_TABLE, counts)):
-
-        def write(table: str = table, data: pa.Table = data) -> None:
-            write_deltalake(
-                storage.table_uri("gold", table),
-                data,
-                mode="append",
-                storage_options=storage.storage_options(),
-            )
-
-        with_commit_retry(write, f"gold/{table}")
+        append_table(storage, "gold", table, data)
