@@ -400,11 +400,12 @@ def step_urgent_orders(ctx: DemoContext) -> dict[str, Any]:
 
 
 def step_dry_run(ctx: DemoContext) -> dict[str, Any]:
-    """Initial sync dry run of the accounts and products maps (writes nothing to the systems)."""
+    """Initial sync dry run of every sync map (writes nothing to the systems)."""
     from shared import wiring
+    from shared.services.dry_run import MAPS
 
     result: dict[str, Any] = {}
-    for name in ("accounts", "products"):
+    for name in MAPS:
         report = wiring.dry_run(OUT).run(name)
         result[name] = {
             "create": len(report.create),

@@ -13,7 +13,7 @@ wiring and services as the Functions app: running a job here is exactly what its
     datahub gold rebuild
     datahub counts
     datahub rejections [--flow FLOW]
-    datahub dry-run accounts|products [--out DIR]
+    datahub dry-run accounts|products|legacy_orders [--out DIR]
     datahub reconcile [--entity quotes|legacy_orders|accounts ...] [--no-write]
     datahub deadletters list QUEUE [--limit N]
     datahub deadletters show QUEUE SEQUENCE_NUMBER
@@ -32,6 +32,8 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+from shared.services.dry_run import MAPS as DRY_RUN_MAPS
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +270,7 @@ def parser() -> argparse.ArgumentParser:
     rejected.add_argument("--flow")
     rejected.set_defaults(run=cmd_rejections)
     dry = sub.add_parser("dry-run", help="initial sync dry run of a sync map (writes nothing)")
-    dry.add_argument("map", choices=["accounts", "products"])
+    dry.add_argument("map", choices=list(DRY_RUN_MAPS))
     dry.add_argument("--out", help="report folder (default ./out)")
     dry.set_defaults(run=cmd_dry_run)
     recon = sub.add_parser("reconcile", help="compare counts and content hashes across systems")

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 GOLD_TABLE = "initial_sync_dry_run"
 CUSTOMERS = "API_BUSINESS_PARTNER/A_Customer"
-MAPS = ("accounts", "products")
+MAPS = ("accounts", "products", "legacy_orders")
 # SAP product group -> Dataverse contoso_productfamily option value.
 PRODUCT_FAMILY = {"RTU": 100000000, "CHL": 100000001, "AHU": 100000002}
 # Abbreviations people use when keying a company in again, and the legal suffixes they vary.
@@ -169,6 +169,8 @@ class DryRun:
             report = self._accounts()
         elif map_name == "products":
             report = self._products()
+        elif map_name == "legacy_orders":
+            report = self._legacy_orders()
         else:
             raise ValueError(f"unknown sync map {map_name!r}; known: {', '.join(MAPS)}")
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -185,6 +187,59 @@ class DryRun:
 
     def _mainframe_rows(self, entity: str) -> list[dict[str, Any]]:
         return [r for page in self.mainframe.list_changes(entity, None) for r in page.records]
+
+    # ---- legacy orders ------------------------------------------------------------------------
+    def _legacy_orders(self) -> DryRunReport:
+        """Mainframe orders and lines against Dataverse contoso_legacyorders: orders whose
+        customer is not in the customer file and lines whose order is not in the order file are
+        orphans; records whose dates or amounts don't parse are unmapped."""
+        report = DryRunReport("legacy_orders", self.clock())
+        customers = {str(r.get("CUSTNO") or "").strip() for r in self._mainframe_rows("customers")}
+        orders = self._mainframe_rows("orders")
+        lines = self._mainframe_rows("orderlines")
+        in_dataverse = {
+            str(r.get("contoso_ordernumber"))
+            for r in self.dataverse.query("contoso_legacyorders", select=["contoso_ordernumber"])
+        }
+        report.counts = {
+            "mainframe.orders": len(orders),
+            "mainframe.orderlines": len(lines),
+            "dataverse.contoso_legacyorders": len(in_dataverse),
+        }
+        orphans: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        order_numbers = set()
+        for record in orders:
+            key = str(record.get("ORDNO") or "").strip()
+            order_numbers.add(key)
+            problem = _legacy_problem(record, ("ORDDT", "REQDT"), ("TOTAMT",))
+            if problem:
+                report.unmapped.append(
+                    {"system": "mainframe.orders", "key": key, "reason": problem}
+                )
+                continue
+            customer = str(record.get("CUSTNO") or "").strip()
+            if customer not in customers:
+                orphans["mainframe.orders"].append(
+                    {"key": key, "reason": f"customer {customer} is not in the customer file"}
+                )
+                continue
+            (report.couple if key in in_dataverse else report.create).append(key)
+        for record in lines:
+            order = str(record.get("ORDNO") or "").strip()
+            key = f"{order}|{str(record.get('LINENO') or '').strip()}"
+            problem = _legacy_problem(record, (), ("QTY", "UPRICE"))
+            if not problem and int(str(record["QTY"]).strip()) <= 0:
+                problem = f"QTY {record['QTY']!r} is not positive"
+            if problem:
+                report.unmapped.append(
+                    {"system": "mainframe.orderlines", "key": key, "reason": problem}
+                )
+            elif order not in order_numbers:
+                orphans["mainframe.orderlines"].append(
+                    {"key": key, "reason": f"order {order} is not in the order file"}
+                )
+        report.orphans = dict(orphans)
+        return report
 
     # ---- accounts -------------------------------------------------------------------------------
     def _accounts(self) -> DryRunReport:
@@ -365,6 +420,22 @@ class DryRun:
             report.couple.append(sku)
         report.duplicates = dict(dups)
         return report
+
+
+def _legacy_problem(record: Mapping[str, Any], dates: Iterable[str], numbers: Iterable[str]) -> str:
+    """Why a legacy record cannot be mapped ("" when it can): bad dates or numbers."""
+    for name in dates:
+        value = str(record.get(name) or "").strip()
+        if value:
+            try:
+                dt.datetime.strptime(value, "%Y%m%d")
+            except ValueError:
+                return f"{name} {value!r} is not a YYYYMMDD date"
+    for name in numbers:
+        value = str(record.get(name) or "").strip()
+        if not value.isdigit():
+            return f"{name} {value!r} is not an implied-decimal number"
+    return ""
 
 
 def _product_changes(

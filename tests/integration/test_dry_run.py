@@ -27,7 +27,7 @@ def seeded(world, hub_http, data):
     plan = {
         "sap": ("A_Customer", "A_Product", "A_SalesOrder"),
         "dataverse": ("accounts", "products"),
-        "mainframe": ("customers",),
+        "mainframe": ("customers", "orders", "orderlines"),
     }
     projections = {
         "sap": data.sap_seed(),
@@ -103,3 +103,37 @@ def test_dry_run_appends_its_findings_to_the_gold_table(seeded, tmp_path):
     assert run.height == len(report.rows())
     duplicates = run.filter(run["action"] == "duplicate")
     assert set(duplicates["system"].to_list()) == {"mainframe", "sap", "dataverse"}
+
+
+def test_legacy_orders_dry_run_reports_exactly_the_planted_orphans_and_bad_records(
+    seeded, data, tmp_path
+):
+    # Given the generated mainframe order file, with its planted problems
+    planted = data.planted
+
+    def keys(entity: str, *kinds: str) -> set[str]:
+        found: set[str] = set()
+        for kind in kinds:
+            found |= {k if isinstance(k, str) else "|".join(k) for k in planted.get(entity, kind)}
+        return found
+
+    # When the legacy-orders map is dry-run
+    report = wiring.dry_run(tmp_path).run("legacy_orders")
+    # Then orders of unknown customers and lines of unknown orders are the orphans ...
+    assert report.orphan_keys("mainframe.orders") == keys("mainframe.orders", "missing_customer")
+    assert report.orphan_keys("mainframe.orderlines") == keys(
+        "mainframe.orderlines", "missing_order"
+    )
+    # ... records whose dates or amounts don't parse are unmapped, each with its reason ...
+    unmapped = {(u["system"], u["key"]) for u in report.unmapped}
+    assert unmapped == {
+        ("mainframe.orders", k)
+        for k in keys("mainframe.orders", "invalid_date", "non_numeric_amount")
+    } | {
+        ("mainframe.orderlines", k)
+        for k in keys("mainframe.orderlines", "non_positive_quantity", "non_numeric_amount")
+    }
+    assert all(u["reason"] for u in report.unmapped)
+    # ... and every other order would be created (Dataverse holds none yet)
+    bad = keys("mainframe.orders", "missing_customer", "invalid_date", "non_numeric_amount")
+    assert len(report.create) == data.counts.legacy_orders - len(bad)
