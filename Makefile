@@ -6,12 +6,17 @@ VENV      := .venv
 VPY       := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# checkov (IaC scan) lives in its own venv: its exact pins conflict with the app's dependencies.
+TOOLS     := .venv-tools
+TPY       := $(TOOLS)/bin/python
+TOOLS_STAMP := $(TOOLS)/.installed
 
-.PHONY: help setup test lint typecheck unit integration demo verify bench sandbox devhost clean
+.PHONY: help setup tools iac-scan test lint typecheck unit integration demo verify browser bench sandbox devhost clean
 
 help:
 	@echo "make demo   - run the whole flow end to end on the local sandbox (writes out/)"
-	@echo "make test   - lint, type-check and the unit + integration suites"
+	@echo "make test   - lint, type-check, IaC scan (checkov) and the unit + integration suites"
+	@echo "make iac-scan - checkov over infra/ (0 failed checks, every Bicep file parsed)"
 	@echo "make verify - the long reliability suites"
 	@echo "make bench  - benchmarks (writes out/bench.json)"
 	@echo "make sandbox - start the local world (python -m sandbox serve --app)"
@@ -27,7 +32,25 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+$(TOOLS_STAMP): requirements-tools.txt scripts/find-python.sh
+	@py=$$(scripts/find-python.sh) || exit 1; \
+	if [ ! -x $(TPY) ] || ! $(TPY) -c 'import sys; sys.exit(0 if sys.version_info[:2]==(3,13) else 1)' 2>/dev/null; then \
+	  rm -rf $(TOOLS); echo "creating $(TOOLS) with $$py"; $$py -m venv $(TOOLS); fi
+	$(TPY) -m pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	@touch $@
+
 setup: $(STAMP) $(NODE_STAMP)
+
+tools: $(TOOLS_STAMP)
+
+# checkov exits 0 when it could not parse a file (the file is then not scanned at all) and logs a
+# crashed check without failing, so both are treated as failures here.
+iac-scan: $(TOOLS_STAMP)
+	@out=$$($(TOOLS)/bin/checkov -d infra --framework bicep --skip-download --quiet --compact 2>&1); rc=$$?; \
+	echo "$$out"; \
+	if [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	if grep -qE 'Parsing errors: [1-9]|Failed to run check' <<<"$$out"; then \
+	  echo "iac-scan: a Bicep file was not parsed or a check did not run; see above" >&2; exit 1; fi
 
 lint: $(STAMP)
 	$(VPY) -m ruff check .
@@ -42,14 +65,21 @@ unit: setup
 integration: setup
 	$(VPY) -m pytest -m integration
 
-test: setup lint typecheck
+test: setup lint typecheck iac-scan
 	$(VPY) -m pytest -m "unit or integration"
 
 demo: setup
 	$(VPY) -m sandbox demo
 
-verify: setup
-	$(VPY) -m pytest -m verify --no-header
+# Headless Chromium for the browser checks of make verify (Debian package; needs root/apt).
+browser:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+verify: setup browser
+	@mkdir -p out
+	$(VPY) -m pytest -m verify --no-header --junitxml=out/verify-junit.xml; rc=$$?; \
+	$(VPY) -c 'import json,glob,pathlib,xml.etree.ElementTree as ET; s=ET.parse("out/verify-junit.xml").getroot().find("testsuite"); c={k:int(s.get(k,0)) for k in ("tests","failures","errors","skipped")}; figs={pathlib.Path(p).stem.removeprefix("verify-"):json.loads(pathlib.Path(p).read_text()) for p in sorted(glob.glob("out/verify-*.json"))}; pathlib.Path("out/verify.json").write_text(json.dumps({"passed":c["failures"]==0 and c["errors"]==0 and c["tests"]>0,"tests":c,"suites":figs},indent=2)+"\n")'; \
+	exit $$rc
 
 bench: setup
 	$(VPY) -m bench
@@ -61,4 +91,4 @@ devhost: setup
 	$(VPY) -m sandbox devhost
 
 clean:
-	rm -rf $(VENV) node_modules .sandbox out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) node_modules .sandbox out .pytest_cache .mypy_cache .ruff_cache

@@ -4,6 +4,7 @@ import azure.functions as func
 
 from blueprints import (
     archive,
+    dashboard,
     forecasts,
     lake_jobs,
     operations,
@@ -24,3 +25,4 @@ app.register_functions(lake_jobs.bp)
 app.register_functions(urgent_orders.bp)
 app.register_functions(reconcile.bp)
 app.register_functions(sap_batches.bp)
+app.register_functions(dashboard.bp)

@@ -65,6 +65,11 @@ def pricing(req: func.HttpRequest) -> func.HttpResponse:
             "since",
             f"must be an RFC 3339 date-time with an offset, e.g. 2026-05-01T00:00:00Z{hint}.",
         )
+    try:
+        # 0001-01-01T00:00:00+01:00 is valid RFC 3339 but has no UTC equivalent in Python.
+        since = since.astimezone(dt.UTC)
+    except OverflowError:
+        return bad_parameter("since", "is out of range once converted to UTC.")
     token = req.params.get("continuationToken")
     try:
         page = wiring.pricing_feed().page(since, token)

@@ -490,6 +490,28 @@ def step_sap_outbound(ctx: DemoContext) -> dict[str, Any]:
     }
 
 
+def step_dashboard(ctx: DemoContext) -> dict[str, Any]:
+    """The operations dashboard: snapshot timer, then the page over HTTP into out/dashboard.html."""
+    from shared import wiring
+    from shared.services.dashboard import read_snapshot
+
+    ctx.world.hub.run_timer("dashboard_snapshot")
+    response = ctx.http.get(f"{ctx.hub}/api/dashboard", headers=ctx.key_header, timeout=60)
+    if response.status_code != 200:
+        raise RuntimeError(f"dashboard refused: {response.status_code} {response.text[:300]}")
+    (OUT / "dashboard.html").write_text(response.text, encoding="utf-8")
+    snapshot = read_snapshot(wiring.lake())
+    if snapshot is None:
+        raise RuntimeError("the dashboard_snapshot timer wrote no snapshot")
+    ctx.notes["snapshot"] = snapshot
+    return {
+        "bytes": len(response.content),
+        "healthRows": len(snapshot.health),
+        "parityRows": len(snapshot.parity),
+        "chartBars": {c.key: len(c.bars) for c in snapshot.charts},
+    }
+
+
 STEPS: list[tuple[str, Step]] = [
     ("sandbox", step_sandbox),
     ("health", step_health),
@@ -513,6 +535,7 @@ STEPS: list[tuple[str, Step]] = [
     ("dry-run", step_dry_run),
     ("reconcile", step_reconcile),
     ("rejections", step_rejections),
+    ("dashboard", step_dashboard),
 ]
 
 
@@ -549,5 +572,10 @@ def run(*, scale: int = 1000, seed: int = 7) -> int:
                 break
     summary["status"] = "failed" if failed else "ok"
     (OUT / "demo-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    sys.stdout.write(f"demo {summary['status']}: out/demo-summary.json\n")
+    from shared.services.dashboard import render_report
+
+    snapshot = ctx.notes.get("snapshot")
+    report = render_report(summary, snapshot.charts if snapshot is not None else ())
+    (OUT / "report.html").write_text(report, encoding="utf-8")
+    sys.stdout.write(f"demo {summary['status']}: out/demo-summary.json, out/report.html\n")
     return 1 if failed else 0

@@ -197,6 +197,7 @@ class World:
             "DATAVERSE_LOAD_SCHEDULE": "0 */10 * * * *",
             "DATAVERSE_EXPORT_SCHEDULE": "0 */5 * * * *",
             "RECONCILE_SCHEDULE": "0 0 2 * * *",
+            "DASHBOARD_SNAPSHOT_SCHEDULE": "0 */5 * * * *",
             "QUOTING_TOOL_CALLBACK_URL": f"{e['quotingTool']}/api/hub-callbacks",
             "QUOTING_TOOL_HMAC_SECRET_NAME": SECRET_NAMES["hmac"],
             "LAKE_BLOB_URL": self.azurite.blob_url,

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     dataverse_load_schedule: Schedule = "0 */10 * * * *"
     dataverse_export_schedule: Schedule = "0 */5 * * * *"
     reconcile_schedule: Schedule = "0 0 2 * * *"
+    # The dashboard_snapshot timer: gold figures for GET /api/dashboard into one JSON blob.
+    dashboard_snapshot_schedule: Schedule = "0 */5 * * * *"
 
     # --- Quoting Tool --------------------------------------------------------------------------
     quoting_tool_callback_url: HttpUrl

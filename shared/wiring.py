@@ -35,6 +35,7 @@ from shared.lake.storage import LakeConfig, LakeStorage
 from shared.services.archive import ArchiveImport
 from shared.services.availability import TABLE as AVAILABILITY_TABLE
 from shared.services.availability import AvailabilityService, LastKnownAvailability
+from shared.services.dashboard import Dashboard
 from shared.services.dry_run import DryRun
 from shared.services.forecasts import INTAKE_TABLE, ForecastIntake, IntakeMarkers
 from shared.services.lake_jobs import LakeJobs
@@ -420,4 +421,31 @@ def sap_outbound() -> SapOutbound:
         engine=sync_engine(),
         echo=echo,
         ledger=write_ledger(),
+    )
+
+
+# ---- Operations dashboard (blueprints/dashboard.py) -------------------------------------------
+
+
+def _dead_letter_counts() -> dict[str, int]:
+    from shared.services.dashboard import count_dead_letters
+
+    s = settings()
+    queues = (
+        s.quotes_queue_name,
+        s.urgent_sap_to_dataverse_queue_name,
+        s.urgent_dataverse_to_sap_queue_name,
+    )
+    return count_dead_letters(dead_letters(), queues)
+
+
+@_once
+def dashboard() -> Dashboard:
+    # Dead letters are counted only on a configured namespace (identity-based, as in Azure); a
+    # bare connection string may be the local sandbox, which has no broker to ask.
+    return Dashboard(
+        storage=lake(),
+        watermarks=watermarks(),
+        rejections=rejections(),
+        dead_letters=_dead_letter_counts if settings().service_bus_namespace else None,
     )

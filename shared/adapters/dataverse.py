@@ -82,7 +82,8 @@ def odata_literal(value: KeyValue | None) -> str:
         if value.tzinfo is None:
             raise ValueError("datetime literals need a time zone")
         value = value.astimezone(dt.UTC)
-        text = value.strftime("%Y-%m-%dT%H:%M:%S")
+        # isoformat, not strftime("%Y"): glibc writes year 999 as "999", which is no OData literal.
+        text = value.replace(microsecond=0, tzinfo=None).isoformat()
         if value.microsecond:
             text += f".{value.microsecond:06d}".rstrip("0")
         return text + "Z"

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
@@ -34,11 +35,13 @@ from shared.adapters.state import WatermarkConflictError, WatermarkStore
 from shared.errors import PermanentError, TransientError
 from shared.jsonbody import BodyError, canonical_json, loads, validate
 from shared.lake.bronze import BronzeReader, BronzeWriter
+from shared.models.common import IDENTIFIER_PATTERN
 from shared.models.quote import Quote
 from shared.problem import problem
 from shared.services.territory import Assignment, TerritoryDirectory
 
 log = logging.getLogger(__name__)
+_QUOTE_ID = re.compile(IDENTIFIER_PATTERN)
 
 # Dataverse quote state (statecode) -> name (protocols.md, quote.md)
 QUOTE_STATES = {0: "Draft", 1: "Active", 2: "Won", 3: "Closed"}
@@ -527,14 +530,22 @@ class QuoteFlow:
 def _parse_push_message(body: bytes) -> dict[str, Any]:
     try:
         message = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        # RecursionError: the C decoder gives up on deep nesting; retrying would fail the same way.
         raise PermanentError("message body is not JSON", code="malformed") from None
+    revision = message.get("revision") if isinstance(message, dict) else None
     if (
         not isinstance(message, dict)
         or not isinstance(message.get("quoteId"), str)
-        or not isinstance(message.get("revision"), int)
+        or not isinstance(revision, int)
+        or isinstance(revision, bool)
+        or revision < 0
     ):
         raise PermanentError("message lacks quoteId/revision", code="malformed")
+    # The id becomes a Table key and a Dataverse key: one that intake would have refused (too
+    # long, or carrying / \ # ?) must be rejected here, not fail the store call on every delivery.
+    if _QUOTE_ID.fullmatch(message["quoteId"]) is None or len(message["quoteId"]) > 40:
+        raise PermanentError("message quoteId is not a valid quote id", code="malformed")
     return message
 
 

@@ -130,7 +130,8 @@ def parse_update(raw: bytes, direction: Direction, message_id: str) -> UrgentUpd
     """Validate an urgent update message; ``Rejected`` says why it cannot be applied."""
     try:
         body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: the C decoder gives up on deep nesting; retrying would fail the same way.
         raise Rejected("the message body is not JSON") from None
     if not isinstance(body, dict):
         raise Rejected("the message body must be a JSON object")

@@ -91,6 +91,13 @@ EXPECTED: dict[str, dict[str, object]] = {
         "isSessionsEnabled": True,
     },
     "reconcile": {"type": "timerTrigger", "schedule": "%RECONCILE_SCHEDULE%"},
+    "dashboard": {
+        "type": "httpTrigger",
+        "route": "dashboard",
+        "methods": ["GET"],
+        "authLevel": "FUNCTION",
+    },
+    "dashboard_snapshot": {"type": "timerTrigger", "schedule": "%DASHBOARD_SNAPSHOT_SCHEDULE%"},
 }
 
 

@@ -72,6 +72,8 @@ def _heavy_modules_after_importing(*modules: str) -> list[str]:
         "blueprints.reconcile",
         "shared.services.reconcile",
         "shared.services.dry_run",
+        "blueprints.dashboard",
+        "shared.services.dashboard",
         "function_app",
     ],
 )
