@@ -60,6 +60,11 @@ def flow(world, hub_http):
         hub_http.post(f"{world.endpoints()[name]}/_sandbox/reset").raise_for_status()
     _seed_master_data(world, hub_http)
     world.hub.dispatcher.run_until_idle()
+    # The peers were wiped and re-seeded, which a real Dataverse never is: drop what the app
+    # cached from earlier tests (the territory map is kept for ten minutes).
+    from shared import wiring
+
+    wiring.reset()
     return world
 
 
