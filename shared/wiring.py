@@ -234,6 +234,11 @@ def territories() -> TerritoryDirectory:
 
 
 @_once
+def bronze() -> BronzeWriter:
+    return BronzeWriter(lake())
+
+
+@_once
 def quote_store() -> QuoteStore:
     return QuoteStore(tables())
 
@@ -242,7 +247,7 @@ def quote_store() -> QuoteStore:
 def quote_flow() -> QuoteFlow:
     return QuoteFlow(
         store=quote_store(),
-        bronze=BronzeWriter(lake()),
+        bronze=bronze(),
         bronze_reader=BronzeReader(lake()),
         territories=territories(),
         dataverse=dataverse(),
@@ -296,7 +301,7 @@ def intake_markers() -> IntakeMarkers:
 @_once
 def forecast_intake() -> ForecastIntake:
     return ForecastIntake(
-        bronze=BronzeWriter(lake()),
+        bronze=bronze(),
         markers=intake_markers(),
         territories=lambda: territories().current(),
     )
@@ -304,7 +309,7 @@ def forecast_intake() -> ForecastIntake:
 
 @_once
 def archive_import() -> ArchiveImport:
-    return ArchiveImport(bronze=BronzeWriter(lake()), markers=intake_markers())
+    return ArchiveImport(bronze=bronze(), markers=intake_markers())
 
 
 # ---- Lake jobs: mainframe poll, gold, flow 6 and flow 7 (blueprints/lake_jobs.py) -------------

@@ -68,7 +68,9 @@ def flow(world, hub_http):
     return world
 
 
-def quote(quote_id: str, revision: int = 0, **changes: Any) -> dict[str, Any]:
+def quote(
+    quote_id: str, revision: int = 0, *, skus: tuple[str, ...] = SKUS, **changes: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "quoteId": quote_id,
         "revision": revision,
@@ -94,7 +96,7 @@ def quote(quote_id: str, revision: int = 0, **changes: Any) -> dict[str, Any]:
                 "discountPct": 5,
                 "configuration": {"tonnage": 25, "voltage": "460V", "refrigerant": "R-454B"},
             }
-            for i, sku in enumerate(SKUS)
+            for i, sku in enumerate(skus)
         ],
         "modifiedAt": "2026-11-20T10:00:00+01:00",
     }

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from shared import wiring
+from tests.integration.test_quote_flow import quote
 
 pytestmark = pytest.mark.integration
 
@@ -103,35 +104,8 @@ def reset(world, http) -> None:
 
 
 def quote_body(quote_id: str) -> dict[str, Any]:
-    return {
-        "quoteId": quote_id,
-        "revision": 0,
-        "accountNumber": ACCOUNT,
-        "salesRep": "rep@contoso.example",
-        "currency": "USD",
-        "expectedCloseDate": "2026-12-15",
-        "probability": 0.6,
-        "shipTo": {
-            "street": "1 Pike St",
-            "city": "Seattle",
-            "county": "King",
-            "region": "West",
-            "postalCode": "98101",
-            "country": "US",
-        },
-        "lines": [
-            {
-                "lineNumber": i + 1,
-                "sku": sku,
-                "quantity": 2,
-                "unitPrice": "12500.00",
-                "discountPct": 5,
-                "configuration": {"tonnage": 25},
-            }
-            for i, sku in enumerate(SKUS)
-        ],
-        "modifiedAt": "2026-11-20T10:00:00+01:00",
-    }
+    # The quote-flow tests' quote, with only the products this module seeds.
+    return quote(quote_id, skus=SKUS)
 
 
 def hub_quote(world, http, quote_id: str) -> dict[str, Any]:
