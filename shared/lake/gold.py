@@ -6,7 +6,7 @@ nulls last). A rebuild overwrites whole tables, and skips the write when the res
 is stored, so an idle rebuild adds no table versions.
 
 Inputs other than the mainframe's may not exist yet (Quoting Tool quotes and forecasts, Dataverse
-goals and territories, SAP orders). A gold table builds from whichever of its inputs exist and is
+quotes, goals, territories and postal codes, SAP orders). A gold table builds from whichever of its inputs exist and is
 written empty, with its schema, when none do. An input that exists but lacks a contracted column
 fails that table with ``LakeSchemaError`` (the other tables are still built). The definitions,
 input contracts and formulas are documented in ``docs/lake.md``.
@@ -33,10 +33,17 @@ if TYPE_CHECKING:
     import polars as pl
     from deltalake import DeltaTable
 
+    from shared.services.forecasts import TerritoryResolver
+    from shared.services.territory import TerritoryMap
+
 log = logging.getLogger(__name__)
 
 TERRITORY = ("region", "county", "city", "zip")
-OPEN_QUOTE_STATUSES = ("Draft", "Active")
+QUOTE_STATES = (("0", "Draft"), ("1", "Active"), ("2", "Won"), ("3", "Closed"))
+"""Dynamics 365 quote ``statecode`` -> name (docs/dataverse-schema.md)."""
+RECEIVED, ORDERED, QUALIFIED = "Received", "Ordered", "Active"
+OPEN_QUOTE_STATUSES = (RECEIVED, "Draft", QUALIFIED)
+"""A quote is open pipeline while nothing ordered it and Sales has not won or closed it."""
 BACKLOG_STATUSES = ("Open", "Released")
 ORDER_SOURCES = (("legacy_orders", "mainframe"), ("sap_orders", "sap"))
 """Silver order tables (all conformed to ORDER_COLUMNS) and the source each stands for."""
@@ -55,18 +62,34 @@ ORDER_COLUMNS = (
 )
 QUOTE_COLUMNS = (
     "quote_id",
-    "quote_date",
-    "status",
+    "created_at",
     "amount",
     "currency",
     "win_probability",
     "expected_close_date",
     *TERRITORY,
 )
+DATAVERSE_QUOTE_COLUMNS = ("quoteid", "contoso_quotingtoolid", "statecode", "source_modified_at")
 FORECAST_COLUMNS = ("forecast_id", "month", "amount", "currency", *TERRITORY)
-GOAL_COLUMNS = ("goal_id", "month", "target_amount", "currency", *TERRITORY)
-TERRITORY_COLUMNS = TERRITORY
+DATAVERSE_GOAL_COLUMNS = (
+    "goalid",
+    "contoso_goalkey",
+    "contoso_month",
+    "goalstartdate",
+    "targetmoney",
+    "contoso_territoryid",
+)
+DATAVERSE_TERRITORY_COLUMNS = (
+    "territoryid",
+    "contoso_territorycode",
+    "name",
+    "contoso_level",
+    "contoso_parentterritoryid",
+)
+DATAVERSE_POSTAL_CODE_COLUMNS = ("contoso_postalcodeid", "contoso_name", "contoso_territoryid")
 CUSTOMER_COLUMNS = ("customer_no", "zip")
+TERRITORIES_TABLE = "dataverse_territories"
+POSTAL_CODES_TABLE = "dataverse_contoso_postalcodes"
 
 
 def _money() -> pl.DataType:
@@ -115,6 +138,8 @@ def _schemas() -> dict[str, dict[str, pl.DataType]]:
             "open_quotes": pl.Int64(),
             "pipeline_amount": money,
             "weighted_amount": money,
+            "qualified_quotes": pl.Int64(),
+            "qualified_amount": money,
         },
         "forecast_vs_goal": {
             **territory_month,
@@ -319,11 +344,74 @@ def build_integration_health(inputs: SilverInputs) -> pl.DataFrame:
     return _finish("integration_health", health)
 
 
-def build_pipeline_by_territory(inputs: SilverInputs) -> pl.DataFrame:
-    """Open quotes by territory and expected-close month: pipeline and probability-weighted."""
+def _quote_orders(inputs: SilverInputs) -> pl.DataFrame:
+    """Per quote id: the live, not cancelled orders that carry it as ``quote_ref`` (SAP's
+    PurchaseOrderByCustomer, the mainframe's QTREF) and their total amount."""
+    import polars as pl
+
+    orders = _orders(inputs)
+    if orders is None:
+        return pl.DataFrame(
+            schema={"quote_id": pl.String, "ordered_amount": _money(), "orders": pl.UInt32}
+        )
+    return (
+        orders.filter(pl.col("quote_ref").is_not_null() & (pl.col("status") != "Cancelled"))
+        .group_by(pl.col("quote_ref").alias("quote_id"))
+        .agg(pl.col("total_amount").sum().alias("ordered_amount"), pl.len().alias("orders"))
+    )
+
+
+def _dataverse_states(inputs: SilverInputs) -> pl.DataFrame:
+    """Per Quoting Tool quote id: its Dynamics 365 quote's state name (the newest live row when
+    several carry the id; flow 7's ``dataverse_quotes``)."""
+    import polars as pl
+
+    rows = inputs.live("dataverse_quotes", DATAVERSE_QUOTE_COLUMNS)
+    if rows is None:
+        return pl.DataFrame(schema={"quote_id": pl.String, "dataverse_state": pl.String})
+    return (
+        rows.filter(pl.col("contoso_quotingtoolid").is_not_null())
+        .sort(
+            ["contoso_quotingtoolid", "source_modified_at", "quoteid"],
+            descending=[False, True, True],
+            nulls_last=True,
+        )
+        .unique(subset=["contoso_quotingtoolid"], keep="first", maintain_order=True)
+        .select(
+            pl.col("contoso_quotingtoolid").alias("quote_id"),
+            pl.col("statecode")
+            .cast(pl.String)
+            .replace_strict(dict(QUOTE_STATES), default="Unknown", return_dtype=pl.String)
+            .alias("dataverse_state"),
+        )
+    )
+
+
+def _quotes(inputs: SilverInputs) -> pl.DataFrame | None:
+    """Live quotes with their orders and ``status``: Ordered when an order carries the quote,
+    else the Dynamics 365 state (Draft/Active/Won/Closed), else Received (not in Sales yet)."""
     import polars as pl
 
     quotes = inputs.live("quotes", QUOTE_COLUMNS)
+    if quotes is None:
+        return None
+    joined = quotes.join(_quote_orders(inputs), on="quote_id", how="left").join(
+        _dataverse_states(inputs), on="quote_id", how="left"
+    )
+    status = (
+        pl.when(pl.col("orders").is_not_null())
+        .then(pl.lit(ORDERED))
+        .otherwise(pl.coalesce("dataverse_state", pl.lit(RECEIVED)))
+    )
+    return joined.with_columns(status.alias("status"))
+
+
+def build_pipeline_by_territory(inputs: SilverInputs) -> pl.DataFrame:
+    """Open quotes by territory and expected-close month: pipeline, probability-weighted, and
+    the part Sales has qualified."""
+    import polars as pl
+
+    quotes = _quotes(inputs)
     if quotes is None:
         return _empty("pipeline_by_territory")
     exact = pl.Decimal(38, 6)
@@ -332,6 +420,7 @@ def build_pipeline_by_territory(inputs: SilverInputs) -> pl.DataFrame:
         * pl.col("win_probability").cast(exact)
         * pl.lit("0.01").cast(exact)
     )
+    qualified = pl.col("status") == QUALIFIED
     pipeline = (
         quotes.filter(pl.col("status").is_in(OPEN_QUOTE_STATUSES))
         .group_by(
@@ -342,6 +431,8 @@ def build_pipeline_by_territory(inputs: SilverInputs) -> pl.DataFrame:
             pl.col("amount").cast(_money()).sum().alias("pipeline_amount"),
             # Sum exactly, round once (half to even) to cents.
             weighted.sum().round(2).alias("weighted_amount"),
+            qualified.sum().alias("qualified_quotes"),
+            pl.col("amount").cast(_money()).filter(qualified).sum().alias("qualified_amount"),
         )
     )
     return _finish("pipeline_by_territory", pipeline)
@@ -361,38 +452,153 @@ def _territory_keys() -> list[str]:
     return [*TERRITORY, "month", "currency"]
 
 
+def _territory_resolver(inputs: SilverInputs) -> TerritoryResolver | None:
+    """The resolver forecast intake uses, over the Dynamics 365 hierarchy as flow 7 exported it
+    (``dataverse_territories``) and, when exported, the ZIP code map quote intake assigns by
+    (``dataverse_contoso_postalcodes``): goals and orders then land on the levels forecasts
+    carry. None until the hierarchy is exported."""
+    import polars as pl
+
+    from shared.services.forecasts import TerritoryResolver
+    from shared.services.territory import Territory, TerritoryMap
+
+    rows = inputs.live(TERRITORIES_TABLE, DATAVERSE_TERRITORY_COLUMNS)
+    if rows is None:
+        return None
+    # Sorted so that the map is the same whatever order silver returns rows in (a duplicate
+    # region name or folded ZIP then always resolves to the same row).
+    territories = [
+        Territory(
+            territory_id=str(row["territoryid"]),
+            code=str(row["contoso_territorycode"] or ""),
+            name=str(row["name"] or ""),
+            level=int(row["contoso_level"] or 0),
+            parent_id=row["contoso_parentterritoryid"],
+        )
+        for row in rows.sort("territoryid").iter_rows(named=True)
+    ]
+    postal_codes: dict[str, str] = {}
+    codes = inputs.live(POSTAL_CODES_TABLE, DATAVERSE_POSTAL_CODE_COLUMNS)
+    if codes is not None:
+        mapped = codes.filter(
+            pl.col("contoso_name").is_not_null() & pl.col("contoso_territoryid").is_not_null()
+        ).sort("contoso_name", "contoso_postalcodeid")
+        postal_codes = dict(
+            zip(
+                mapped.get_column("contoso_name").to_list(),
+                mapped.get_column("contoso_territoryid").to_list(),
+                strict=True,
+            )
+        )
+    return TerritoryResolver(TerritoryMap(territories, postal_codes))
+
+
+def _goals(inputs: SilverInputs) -> pl.DataFrame | None:
+    """Live Dynamics 365 goals (flow 7's ``dataverse_goals``) with their territory's levels,
+    month and currency; None when the table does not exist.
+
+    A goal's territory is its ``contoso_territoryid`` lookup, else the code its
+    ``contoso_goalkey`` (``{territorycode}|{YYYY-MM}``) starts with, resolved as forecast intake
+    resolves a submitted code. Its month is ``contoso_month``, else the month of
+    ``goalstartdate``. Goal money is in the organisation's base currency, as forecasts are.
+    """
+    import polars as pl
+
+    from shared.services.forecasts import FORECAST_CURRENCY
+
+    goals = inputs.live("dataverse_goals", DATAVERSE_GOAL_COLUMNS)
+    if goals is None:
+        return None
+    resolver = _territory_resolver(inputs)
+    if resolver is None:
+        if goals.height:
+            log.warning(
+                "forecast_vs_goal: %d goal(s) left out: dataverse_territories not exported yet",
+                goals.height,
+            )
+        return None
+    codes = pl.DataFrame(
+        {
+            "contoso_territoryid": list(resolver.map.by_id),
+            "lookup_code": [t.code or None for t in resolver.map.by_id.values()],
+        },
+        schema={"contoso_territoryid": pl.String, "lookup_code": pl.String},
+    )
+    month_text = pl.concat_str(pl.col("contoso_month").str.strip_chars(), pl.lit("-01"))
+    coded = goals.join(codes, on="contoso_territoryid", how="left").select(
+        pl.coalesce("lookup_code", pl.col("contoso_goalkey").str.split("|").list.first()).alias(
+            "code"
+        ),
+        pl.coalesce(
+            month_text.str.to_date("%Y-%m-%d", strict=False),
+            pl.col("goalstartdate").dt.truncate("1mo"),
+        ).alias("month"),
+        pl.lit(FORECAST_CURRENCY).alias("currency"),
+        pl.col("targetmoney").cast(_money()).alias("target_amount"),
+    )
+    wanted = sorted(c for c in coded.get_column("code").unique().to_list() if c is not None)
+    levels = [resolver.resolve(code) for code in wanted]
+    places = pl.DataFrame(
+        {
+            "code": wanted,
+            "region": [lv.region for lv in levels],
+            "county": [lv.county for lv in levels],
+            "city": [lv.city for lv in levels],
+            # A territory is never a single ZIP code (the City/ZIP level is the city).
+            "zip": [None] * len(wanted),
+        },
+        schema={"code": pl.String, **dict.fromkeys(TERRITORY, pl.String)},
+    )
+    placed = coded.join(places, on="code", how="left")
+    unplaced = placed.filter(pl.col("region").is_null()).height
+    if unplaced:
+        log.warning(
+            "forecast_vs_goal: %d goal(s) left out: territory not in dataverse_territories",
+            unplaced,
+        )
+    return placed.filter(pl.col("region").is_not_null()).drop("code")
+
+
 def build_forecast_vs_goal(inputs: SilverInputs) -> pl.DataFrame:
-    """Forecast against goal per territory and month (missing side counts as zero)."""
+    """Forecast against the Dynamics 365 goal per territory and month, at the level forecasts are
+    submitted at (a missing side counts as zero).
+
+    Goals add up the hierarchy (a county's goal is the sum of its cities', a region's the sum of
+    its counties'), so listing every level would count one target two or three times. A goal
+    counts when forecasts are submitted for its territory (in any month), or when it is the
+    region goal of a region nobody forecasts any territory of; and only in months that have a
+    forecast (the forecast horizon). Without forecasts the table is empty.
+    """
     import polars as pl
 
     forecasts = inputs.live("forecasts", FORECAST_COLUMNS)
-    goals = inputs.live("goals", GOAL_COLUMNS)
-    if forecasts is None and goals is None:
+    if forecasts is None:
         return _empty("forecast_vs_goal")
     keys = _territory_keys()
     month = pl.col("month").dt.truncate("1mo")
-    f = (
-        _by_territory_month(forecasts, month, "amount", "forecast_amount")
-        if forecasts is not None
-        else None
-    )
-    g = (
-        _by_territory_month(goals, month, "target_amount", "goal_amount")
-        if goals is not None
-        else None
-    )
-    if f is not None and g is not None:
-        joined = f.join(g, on=keys, how="full", coalesce=True, nulls_equal=True)
-    elif f is not None:
-        joined = f
-    else:
-        assert g is not None
-        joined = g
+    f = _by_territory_month(forecasts, month, "amount", "forecast_amount")
     zero = pl.lit(0).cast(_money())
-    for column in ("forecast_amount", "goal_amount"):
-        if column not in joined.columns:
-            joined = joined.with_columns(zero.alias(column))
-        joined = joined.with_columns(pl.col(column).fill_null(zero))
+    goals = _goals(inputs)
+    if goals is None:
+        joined = f.with_columns(zero.alias("goal_amount"))
+    else:
+        forecast_places = f.select(*TERRITORY).unique()
+        forecast_regions = forecast_places.get_column("region").drop_nulls().unique()
+        region_goal = (
+            pl.col("county").is_null()
+            & pl.col("city").is_null()
+            & ~pl.col("region").is_in(forecast_regions.implode())
+        )
+        in_scope = pl.concat(
+            [
+                goals.join(forecast_places, on=list(TERRITORY), how="semi", nulls_equal=True),
+                goals.filter(region_goal),
+            ]
+        ).filter(pl.col("month").is_in(f.get_column("month").unique().implode()))
+        g = _by_territory_month(in_scope, pl.col("month"), "target_amount", "goal_amount")
+        joined = f.join(g, on=keys, how="full", coalesce=True, nulls_equal=True).with_columns(
+            pl.col("forecast_amount").fill_null(zero), pl.col("goal_amount").fill_null(zero)
+        )
     result = joined.with_columns(
         (pl.col("forecast_amount") - pl.col("goal_amount")).alias("variance_amount"),
         _ratio(pl.col("forecast_amount"), pl.col("goal_amount")).alias("attainment"),
@@ -400,27 +606,122 @@ def build_forecast_vs_goal(inputs: SilverInputs) -> pl.DataFrame:
     return _finish("forecast_vs_goal", result)
 
 
-def _ordered_by_territory(inputs: SilverInputs) -> pl.DataFrame | None:
-    """Ordered amount (orders not cancelled) by the customer's territory and order month."""
+Place = tuple[str | None, str | None, str | None, str | None]
+"""A territory row key: (region, county, city, zip)."""
+
+
+def _zip_places(territories: TerritoryMap, zips: Iterable[str]) -> pl.DataFrame:
+    """Each ZIP code's territory levels by the ZIP rule of the hub's assignment (quote intake):
+    the ZIP's City/ZIP territory and its ancestors. ZIP codes it cannot place are not listed."""
+    import polars as pl
+
+    rows = []
+    for code in zips:
+        # Customers carry no county or region name, so only the ZIP rule can apply.
+        found = territories.assign(code, None, None)
+        if found.rule == "zip":
+            rows.append((code, found.region, found.county, found.city))
+    return pl.DataFrame(
+        rows,
+        schema={
+            "customer_zip": pl.String,
+            "region": pl.String,
+            "county": pl.String,
+            "city": pl.String,
+        },
+        orient="row",
+    )
+
+
+def _forecast_level(place: Place, forecast_places: set[Place]) -> Place:
+    """The row an order placed at ``place`` counts on: the most specific territory on its
+    lineage that forecasts are submitted for, else its own territory."""
+    region, county, city, _ = place
+    for candidate in (
+        (region, county, city, None),
+        (region, county, None, None),
+        (region, None, None, None),
+    ):
+        if candidate in forecast_places:
+            return candidate
+    return (region, county, city, None)
+
+
+def _ordered_by_territory(inputs: SilverInputs, forecasts: pl.DataFrame) -> pl.DataFrame | None:
+    """Ordered amount (live orders, not cancelled) by territory and order month, within the
+    forecast months, each order on the row of the forecasts of its customer's territory.
+
+    ``forecasts`` is the forecast side (territory, month, currency rows). None when orders,
+    customers, the territory hierarchy or the ZIP code map are not in silver yet.
+    """
     import polars as pl
 
     orders = _orders(inputs)
     customers = inputs.live("customers", CUSTOMER_COLUMNS)
-    territories = inputs.live("territories", TERRITORY_COLUMNS)
-    if orders is None or customers is None or territories is None:
+    if orders is None or customers is None:
         return None
-    placed = (
-        orders.filter(pl.col("status") != "Cancelled")
-        .join(customers, on="customer_no", how="left")
-        .join(territories.unique(subset=["zip"], keep="first"), on="zip", how="left")
+    resolver = _territory_resolver(inputs)
+    if resolver is None or inputs.columns_of(POSTAL_CODES_TABLE) is None:
+        log.warning(
+            "forecast_accuracy: ordered amounts unknown: %s not exported yet",
+            TERRITORIES_TABLE if resolver is None else POSTAL_CODES_TABLE,
+        )
+        return None
+    month = pl.col("order_date").dt.truncate("1mo")
+    horizon = forecasts.get_column("month").unique().implode()
+    in_horizon = orders.filter((pl.col("status") != "Cancelled") & month.is_in(horizon)).join(
+        # Silver holds one row per customer; sorted first so a duplicate could not make the
+        # result depend on row order.
+        customers.sort("customer_no", "zip", nulls_last=True)
+        .unique(subset=["customer_no"], keep="first", maintain_order=True)
+        .rename({"zip": "customer_zip"}),
+        on="customer_no",
+        how="left",
     )
-    return _by_territory_month(
-        placed, pl.col("order_date").dt.truncate("1mo"), "total_amount", "ordered_amount"
+    zips = in_horizon.get_column("customer_zip").drop_nulls().unique().sort().to_list()
+    placed = in_horizon.join(_zip_places(resolver.map, zips), on="customer_zip", how="left")
+    unplaced = placed.filter(pl.col("region").is_null())
+    if unplaced.height:
+        no_zip = unplaced.filter(pl.col("customer_zip").is_null()).height
+        log.warning(
+            "forecast_accuracy: %d order(s) in forecast months left out: %d without a customer "
+            "ZIP code (customer unknown or no ZIP), %d whose ZIP code %s maps to no territory",
+            unplaced.height,
+            no_zip,
+            unplaced.height - no_zip,
+            POSTAL_CODES_TABLE,
+        )
+    placed = placed.filter(pl.col("region").is_not_null())
+    forecast_places: set[Place] = set(forecasts.select(*TERRITORY).unique().iter_rows())
+    levels = placed.select("region", "county", "city").unique()
+    targets = [_forecast_level((*row, None), forecast_places) for row in levels.iter_rows()]
+    mapping = pl.concat(
+        [
+            levels,
+            pl.DataFrame(targets, schema={f"row_{c}": pl.String for c in TERRITORY}, orient="row"),
+        ],
+        how="horizontal",
     )
+    on_rows = placed.join(
+        mapping, on=["region", "county", "city"], how="left", nulls_equal=True
+    ).select(
+        *(pl.col(f"row_{c}").alias(c) for c in TERRITORY),
+        "order_date",
+        "currency",
+        "total_amount",
+    )
+    return _by_territory_month(on_rows, month, "total_amount", "ordered_amount")
 
 
 def build_forecast_accuracy(inputs: SilverInputs) -> pl.DataFrame:
-    """Forecast against what was actually ordered, per territory and month."""
+    """Forecast against what was actually ordered, per territory and month.
+
+    An order's territory is its customer's ZIP code placed as the hub assigns territories
+    (``contoso_postalcodes`` -> City/ZIP territory and its ancestors); it counts on the row of the
+    most specific territory of that lineage that forecasts are submitted for (in any month), else
+    on its own City/ZIP territory, and only in months that have a forecast. Orders whose ZIP code
+    cannot be placed are left out (logged). Without forecasts the table is empty.
+    """
     import polars as pl
 
     forecasts = inputs.live("forecasts", FORECAST_COLUMNS)
@@ -430,7 +731,7 @@ def build_forecast_accuracy(inputs: SilverInputs) -> pl.DataFrame:
     f = _by_territory_month(
         forecasts, pl.col("month").dt.truncate("1mo"), "amount", "forecast_amount"
     )
-    ordered = _ordered_by_territory(inputs)
+    ordered = _ordered_by_territory(inputs, f)
     zero = pl.lit(0).cast(_money())
     if ordered is None:
         joined = f.with_columns(pl.lit(None).cast(_money()).alias("ordered_amount"))
@@ -453,27 +754,18 @@ def build_forecast_accuracy(inputs: SilverInputs) -> pl.DataFrame:
 
 
 def build_quote_to_order_conversion(inputs: SilverInputs) -> pl.DataFrame:
-    """Quotes by territory and quote month, and how many became (non-cancelled) orders."""
+    """Quotes by territory and the month the hub first received them, and how many became
+    (non-cancelled) orders."""
     import polars as pl
 
-    quotes = inputs.live("quotes", QUOTE_COLUMNS)
+    quotes = _quotes(inputs)
     if quotes is None:
         return _empty("quote_to_order_conversion")
-    orders = _orders(inputs)
-    if orders is None:
-        linked = pl.DataFrame(
-            schema={"quote_id": pl.String, "ordered_amount": _money(), "orders": pl.UInt32}
-        )
-    else:
-        linked = (
-            orders.filter(pl.col("quote_ref").is_not_null() & (pl.col("status") != "Cancelled"))
-            .group_by(pl.col("quote_ref").alias("quote_id"))
-            .agg(pl.col("total_amount").sum().alias("ordered_amount"), pl.len().alias("orders"))
-        )
-    per_quote = quotes.join(linked, on="quote_id", how="left")
     conversion = (
-        per_quote.group_by(
-            *TERRITORY, pl.col("quote_date").dt.truncate("1mo").alias("month"), "currency"
+        quotes.group_by(
+            *TERRITORY,
+            pl.col("created_at").dt.date().dt.truncate("1mo").alias("month"),
+            "currency",
         )
         .agg(
             pl.len().alias("quotes"),

@@ -5,11 +5,13 @@ Records are conformed page by page with vectorised polars expressions (no per-re
 invalid ones go to the ``quarantine`` table with their reasons and bronze location, and the valid
 ones are staged and MERGEd once per run:
 
-1. within the batch, each key keeps its newest version (source modified time, then content hash
-   as a deterministic tie-break), so a batch never holds two versions of one key;
+1. within the batch, each key keeps its newest version (the spec's version number if it has one,
+   then source modified time, then content hash as a deterministic tie-break), so a batch never
+   holds two versions of one key;
 2. the MERGE updates a target row only when the source version is newer by the same ordering, so
    an older or identical version never overwrites the stored one, whatever order batches arrive
-   in; a re-read of an unchanged record changes nothing and commits nothing;
+   in; a re-read of an unchanged record changes nothing and commits nothing (a spec's
+   ``earliest`` columns keep the smallest value any version carried, by the same rule);
 3. a lost commit race is retried with bounded backoff (``shared.lake.delta.with_commit_retry``).
 
 The quarantine table is MERGEd too, keyed by (table, content hash): re-reading the same bad record
@@ -35,6 +37,7 @@ from shared.lake.specs import (
     INGESTED_AT,
     IS_DELETED,
     LINEAGE_COLUMNS,
+    PREPARE_ERROR,
     RUN_ID,
     Column,
     EntitySpec,
@@ -92,11 +95,13 @@ class MergeCounts:
 def raw_frame(spec: EntitySpec, records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """The spec's raw fields as strings, one row per record, in order.
 
-    Missing fields are null. Scalars are read as their JSON text; a nested value (which no spec
+    Records go through the spec's ``prepare`` first, when it has one. Missing fields are null. Scalars are read as their JSON text; a nested value (which no spec
     field expects) becomes its canonical JSON, so it fails the column's parse and is quarantined.
     """
     import polars as pl
 
+    if spec.prepare is not None:
+        records = [spec.prepare(r) for r in records]
     schema = dict.fromkeys(spec.raw_fields, pl.String)
     try:
         return pl.DataFrame(records, schema=schema, strict=False)
@@ -189,11 +194,15 @@ def _parse(column: Column, value: pl.Expr) -> tuple[pl.Expr, pl.Expr, str]:
 @functools.cache
 def silver_schema(spec: EntitySpec) -> pa.Schema:
     """The Arrow schema of a spec's silver table (spec columns, then system columns)."""
-    return (
+    schema = (
         conform(spec, raw_frame(spec, []), bronze_path="", run_id="", ingested_at=_EPOCH)[0]
         .to_arrow()
         .schema
     )
+    missing = [c for c in spec.earliest if c not in schema.names]
+    if missing:
+        raise ValueError(f"spec {spec.table}: 'earliest' columns not produced: {missing}")
+    return schema
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -278,9 +287,15 @@ def conform_frame(spec: EntitySpec, framed: pl.DataFrame) -> tuple[pl.DataFrame,
     alternate_keys = dict(soft.key_fields) if soft is not None else {}
 
     typed: list[pl.Expr] = []
-    reasons: list[pl.Expr] = []
+    # A record its spec's prepare could not read says why, instead of listing missing fields.
+    reasons: list[pl.Expr] = [pl.col(PREPARE_ERROR)] if spec.prepare is not None else []
+    unreadable = pl.col(PREPARE_ERROR).is_not_null() if spec.prepare is not None else pl.lit(False)
     key_text: list[pl.Expr] = []
     for column in spec.columns:
+        if column.kind == "ingested":
+            # Lineage, not a raw value: always present, nothing to check.
+            typed.append(pl.col(INGESTED_AT).alias(column.name))
+            continue
         source = pl.col(column.field)
         if column.name in alternate_keys:
             source = pl.coalesce(pl.when(deleted).then(pl.col(alternate_keys[column.name])), source)
@@ -302,7 +317,7 @@ def conform_frame(spec: EntitySpec, framed: pl.DataFrame) -> tuple[pl.DataFrame,
             # raw field.
             key_text.append(value.cast(pl.String).fill_null(""))
         if spec.is_required(column):
-            missing = ~present
+            missing = ~present & ~unreadable
             # A deletion carries its key and nothing else: only the key is required of it.
             if not is_key:
                 missing = missing & ~deleted
@@ -360,11 +375,21 @@ def conform_frame(spec: EntitySpec, framed: pl.DataFrame) -> tuple[pl.DataFrame,
 
 
 def latest_per_key(spec: EntitySpec, frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per business key: the newest by (modified time, content hash), deterministically."""
-    order = [*spec.key, spec.modified, CONTENT_HASH]
-    descending = [False] * len(spec.key) + [True, True]
-    return frame.sort(order, descending=descending, nulls_last=True).unique(
+    """One row per business key: the newest by (version, modified time, content hash),
+    deterministically; ``earliest`` columns carry the smallest value of the key's versions."""
+    import polars as pl
+
+    order = [*spec.key, *spec.ordering, CONTENT_HASH]
+    descending = [False] * len(spec.key) + [True] * (len(spec.ordering) + 1)
+    latest = frame.sort(order, descending=descending, nulls_last=True).unique(
         subset=list(spec.key), keep="first", maintain_order=True
+    )
+    if not spec.earliest or latest.height == frame.height:
+        return latest
+    first = frame.group_by(list(spec.key)).agg(pl.col(c).min() for c in spec.earliest)
+    columns = latest.columns
+    return (
+        latest.drop(list(spec.earliest)).join(first, on=list(spec.key), how="left").select(columns)
     )
 
 
@@ -421,6 +446,40 @@ def merge_quarantine(storage: LakeStorage, rejected: pl.DataFrame) -> int:
 # --- MERGE ---------------------------------------------------------------------------------------
 
 
+def _target_key_range(spec: EntitySpec, latest: pl.DataFrame) -> str:
+    """A MERGE conjunct limiting the target to the batch's range of its first key column.
+
+    It changes no result (a target row outside the batch's key range matches no source row),
+    but delta-rs prunes the target's files by their min/max statistics only for predicates on
+    literals, not for the join condition: without it every MERGE scans, and holds in memory,
+    the whole table, so a run's time and memory would grow with the table instead of the batch.
+    Only text keys (every source's business keys so far) get the range.
+    """
+    import polars as pl
+
+    column = spec.key[0]
+    values = latest.get_column(column)
+    if values.dtype != pl.String or values.null_count() == values.len():
+        return ""
+    low, high = values.min(), values.max()
+    if not isinstance(low, str) or not isinstance(high, str):
+        return ""
+
+    def literal(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    return f" AND t.{column} >= {literal(low)} AND t.{column} <= {literal(high)}"
+
+
+def _newer(spec: EntitySpec) -> str:
+    """The MERGE predicate "the source version is newer than the stored one": lexicographic over
+    the spec's ordering columns, then the content hash (the same order as ``latest_per_key``)."""
+    condition = f"s.{CONTENT_HASH} > t.{CONTENT_HASH}"
+    for column in reversed(spec.ordering):
+        condition = f"(s.{column} > t.{column} OR (s.{column} = t.{column} AND {condition}))"
+    return condition
+
+
 def merge_silver(storage: LakeStorage, spec: EntitySpec, valid: pl.DataFrame) -> MergeCounts:
     """MERGE conformed rows into the spec's table: insert new keys, update only to newer versions.
 
@@ -434,12 +493,9 @@ def merge_silver(storage: LakeStorage, spec: EntitySpec, valid: pl.DataFrame) ->
     latest = latest_per_key(spec, valid)
     data = latest.select(schema.names).to_arrow().cast(schema)
     counts.max_source_modified_at = latest.get_column(spec.modified).max()  # type: ignore[assignment]
-    modified = spec.modified
-    newer = (
-        f"(s.{modified} > t.{modified} OR "
-        f"(s.{modified} = t.{modified} AND s.{CONTENT_HASH} > t.{CONTENT_HASH}))"
-    )
-    on = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
+    newer = _newer(spec)
+    on = " AND ".join(f"t.{k} = s.{k}" for k in spec.key) + _target_key_range(spec, latest)
+    earlier = {c: f"s.{c} < t.{c}" for c in spec.earliest}
 
     def merge() -> dict[str, Any]:
         table = ensure_table(storage, "silver", spec.table, schema)
@@ -447,11 +503,28 @@ def merge_silver(storage: LakeStorage, spec: EntitySpec, valid: pl.DataFrame) ->
         if spec.soft_delete is not None:
             # A deletion keeps the last known values and marks the row, so reports can still
             # explain history; only a newer deletion applies, like any other version.
-            kept = {c: f"s.{c}" for c in (IS_DELETED, DELETED_AT, modified, *LINEAGE_COLUMNS)}
+            kept = {
+                c: f"s.{c}"
+                for c in (IS_DELETED, DELETED_AT, *spec.ordering, *LINEAGE_COLUMNS)
+                if c not in spec.earliest
+            }
             merger = merger.when_matched_update(kept, predicate=f"s.{IS_DELETED} AND {newer}")
-        metrics: dict[str, Any] = (
-            merger.when_matched_update_all(predicate=newer).when_not_matched_insert_all().execute()
-        )
+        if earlier:
+            # The first matching clause applies: a newer version replaces the row but keeps the
+            # smaller earliest values; an older one may still lower them, and changes nothing
+            # else. An identical re-read matches neither clause.
+            updates = {c: f"s.{c}" for c in schema.names}
+            updates |= {
+                c: f"CASE WHEN {cond} THEN s.{c} ELSE t.{c} END" for c, cond in earlier.items()
+            }
+            merger = merger.when_matched_update(updates, predicate=newer)
+            merger = merger.when_matched_update(
+                {c: f"CASE WHEN {cond} THEN s.{c} ELSE t.{c} END" for c, cond in earlier.items()},
+                predicate=" OR ".join(earlier.values()),
+            )
+        else:
+            merger = merger.when_matched_update_all(predicate=newer)
+        metrics: dict[str, Any] = merger.when_not_matched_insert_all().execute()
         return metrics
 
     metrics = with_commit_retry(merge, f"merge silver/{spec.table}")

@@ -22,18 +22,28 @@ kind                raw value                                            silver 
 ``iso_date``        ``YYYY-MM-DD``                                       date
 ``iso_timestamp``   ISO 8601 with ``Z`` or an offset (naive means UTC)   timestamp (UTC, µs)
 ``bool``            ``true``/``false`` (any case)                        boolean
+``ingested``        none: the bronze page's ingestion time (``field``    timestamp (UTC, µs)
+                    empty), for records whose receipt by the hub is
+                    the event (the hub's own intake)
 =================== ==================================================== =========================
 
 A value that does not parse, a missing required value (key columns and the modified column are
 always required), a non-positive value where ``positive`` is set and an unknown code send the
 record to quarantine with a reason naming the raw field.
+
+Sources whose records nest what silver needs (the Quoting Tool's quotes keep the request body as
+received) declare ``prepare``: a deterministic function from the bronze record to the flat raw
+fields the columns read. It runs per record, in Python, before the vectorised conformance; a
+record it cannot read comes back with ``PREPARE_ERROR`` set, which quarantines it with that reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import polars as pl
@@ -50,7 +60,9 @@ Kind = Literal[
     "iso_date",
     "iso_timestamp",
     "bool",
+    "ingested",
 ]
+TIMESTAMP_KINDS = ("legacy_timestamp", "iso_timestamp", "ingested")
 MONEY_PRECISION = 18
 """Money is decimal(18, 2) in every silver table: wide enough for any order, never a float."""
 
@@ -73,6 +85,8 @@ class Column:
             raise ValueError(f"column {self.name}: a code column needs its codes")
         if self.kind in ("implied_decimal", "decimal") and not 0 <= self.scale <= self.precision:
             raise ValueError(f"column {self.name}: scale must be between 0 and precision")
+        if (self.kind == "ingested") != (self.field == ""):
+            raise ValueError(f"column {self.name}: only an 'ingested' column reads no raw field")
 
 
 @dataclass(frozen=True)
@@ -97,13 +111,25 @@ class SoftDelete:
             raise ValueError("a soft delete matches by exactly one of equals or endswith")
 
 
+PREPARE_ERROR = "__unreadable"
+"""The field a ``prepare`` function sets, instead of the record's fields, when it cannot read
+the record; its text becomes the quarantine reason."""
+
+
 @dataclass(frozen=True)
 class EntitySpec:
     """A conformed silver entity.
 
     ``key`` and ``modified`` name silver columns among ``columns``; ``modified`` must be a
-    timestamp kind. ``transform`` (optional) derives extra columns from the typed, valid rows;
-    it receives and returns a polars DataFrame and must be deterministic.
+    timestamp kind. Versions of a key are ordered by (``version``, ``modified``, content hash):
+    ``version`` (optional) is an ``int`` column the source increments with every change (a
+    revision number), for sources whose change times may not follow their revisions.
+
+    ``transform`` (optional) derives extra columns from the typed, valid rows; it receives and
+    returns a polars DataFrame and must be deterministic. ``earliest`` names columns (declared or
+    derived) that keep the smallest value any version of the key carried instead of the winning
+    version's, such as a first-receipt time; they must never be null. ``prepare`` (optional)
+    flattens each bronze record into the raw fields the columns read (see the module docstring).
     """
 
     table: str
@@ -114,6 +140,9 @@ class EntitySpec:
     columns: tuple[Column, ...]
     soft_delete: SoftDelete | None = None
     transform: Callable[[pl.DataFrame], pl.DataFrame] | None = None
+    version: str | None = None
+    earliest: tuple[str, ...] = ()
+    prepare: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -122,9 +151,16 @@ class EntitySpec:
         missing = [k for k in (*self.key, self.modified) if k not in names]
         if missing:
             raise ValueError(f"spec {self.table}: key/modified columns not declared: {missing}")
-        if self.column(self.modified).kind not in ("legacy_timestamp", "iso_timestamp"):
+        if self.column(self.modified).kind not in TIMESTAMP_KINDS:
             raise ValueError(f"spec {self.table}: the modified column must be a timestamp")
-        reserved = (set(names) | set(self.raw_fields)) & set(SYSTEM_COLUMNS)
+        if self.version is not None and (
+            self.version not in names or self.column(self.version).kind != "int"
+        ):
+            raise ValueError(f"spec {self.table}: the version column must be a declared int")
+        ordering = {*self.key, self.modified, self.version}
+        if ordering & set(self.earliest):
+            raise ValueError(f"spec {self.table}: key/ordering columns cannot be 'earliest'")
+        reserved = (set(names) | set(self.raw_fields) | set(self.earliest)) & set(SYSTEM_COLUMNS)
         if reserved:
             raise ValueError(f"spec {self.table}: reserved names {sorted(reserved)}")
 
@@ -136,18 +172,25 @@ class EntitySpec:
         raise KeyError(name)
 
     def is_required(self, column: Column) -> bool:
-        """Key and modified columns are always required."""
-        return column.required or column.name in self.key or column.name == self.modified
+        """Key, modified and version columns are always required."""
+        return column.required or column.name in (*self.key, self.modified, self.version)
+
+    @property
+    def ordering(self) -> tuple[str, ...]:
+        """The columns that order versions of a key, most significant first (then the hash)."""
+        return (self.version, self.modified) if self.version else (self.modified,)
 
     @property
     def raw_fields(self) -> tuple[str, ...]:
         """Every raw field the spec reads (columns, soft-delete marker and its key fields)."""
-        fields = [c.field for c in self.columns]
+        fields = [c.field for c in self.columns if c.kind != "ingested"]
         if self.soft_delete is not None:
             fields.append(self.soft_delete.field)
             fields += [raw for _, raw in self.soft_delete.key_fields]
             if self.soft_delete.deleted_at_field:
                 fields.append(self.soft_delete.deleted_at_field)
+        if self.prepare is not None:
+            fields.append(PREPARE_ERROR)
         return tuple(dict.fromkeys(fields))
 
 
@@ -172,11 +215,14 @@ def json_spec(
     columns: Sequence[Column],
     soft_delete: SoftDelete | None = None,
     transform: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+    version: str | None = None,
+    earliest: Sequence[str] = (),
+    prepare: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
 ) -> EntitySpec:
     """A spec for a JSON source (Quoting Tool, SAP OData, Dataverse).
 
-    Key and modified columns are marked required; the modified column must be declared as
-    ``iso_timestamp`` (or ``legacy_timestamp``). Money columns use ``kind="decimal"``, which
+    Key, modified and version columns are marked required; the modified column must be declared
+    as ``iso_timestamp`` (or ``legacy_timestamp``, or ``ingested``). Money columns use ``kind="decimal"``, which
     refuses values with more significant decimals than the column's scale instead of rounding.
     """
     marked = tuple(
@@ -187,7 +233,7 @@ def json_spec(
             scale=c.scale,
             precision=c.precision,
             codes=c.codes,
-            required=c.required or c.name in key or c.name == modified,
+            required=c.required or c.name in (*key, modified, version),
             positive=c.positive,
         )
         for c in columns
@@ -201,6 +247,9 @@ def json_spec(
         columns=marked,
         soft_delete=soft_delete,
         transform=transform,
+        version=version,
+        earliest=tuple(earliest),
+        prepare=prepare,
     )
 
 
@@ -367,8 +416,106 @@ QUOTE_ARCHIVE = json_spec(
 )
 """``silver/quote_archive``: closed quotes and finished jobs, the latest upload of each record."""
 
+CENT = Decimal("0.01")
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def quote_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The flat fields of a quote intake record (``shared.services.quotes``: bronze
+    ``{"quoteId", "revision", "body"}`` with the request body as the partner sent it).
+
+    The body is read with the model the intake validated it with, so silver sees exactly the
+    quote the hub accepted; ``amount`` is the sum of the line nets computed as the push to
+    Dataverse computes ``totalamount`` (gross less the discount rounded to cents, half to even).
+    The ZIP is folded as territory assignment folds it (ZIP+4 to ZIP). A body that no longer
+    validates, or that disagrees with its envelope, comes back as ``PREPARE_ERROR``.
+    """
+    from shared.jsonbody import BodyError, loads, validate
+    from shared.models.quote import Quote
+    from shared.services.territory import normalise_postal_code
+
+    envelope = {"quoteId": _text(record.get("quoteId")), "revision": _text(record.get("revision"))}
+    body = record.get("body")
+    if not isinstance(body, str):
+        return {**envelope, PREPARE_ERROR: "the intake record has no quote body"}
+    try:
+        quote = validate(Quote, loads(body.encode("utf-8")))
+    except BodyError as exc:
+        pointers = "; ".join(
+            f"{e.get('pointer')}: {e.get('detail')}" for e in exc.problem.get("errors", [])[:3]
+        )
+        return {**envelope, PREPARE_ERROR: f"quote body refused ({exc}) {pointers}".strip()}
+    if (quote.quote_id, str(quote.revision)) != (envelope["quoteId"], envelope["revision"]):
+        return {**envelope, PREPARE_ERROR: "quote body disagrees with its intake envelope"}
+    amount = Decimal(0)
+    for line in quote.lines:
+        gross = Decimal(line.quantity) * Decimal(line.unit_price)
+        discount = (gross * Decimal(line.discount_pct) / 100).quantize(CENT)
+        amount += (gross - discount).quantize(CENT)
+    ship = quote.ship_to
+    return {
+        **envelope,
+        "accountNumber": quote.account_number,
+        "salesRep": quote.sales_rep,
+        "currency": quote.currency,
+        "amount": format(amount, "f"),
+        "lineCount": str(len(quote.lines)),
+        "winProbability": format(quote.probability * 100, "f"),
+        "expectedCloseDate": quote.expected_close_date.isoformat(),
+        "shipTo.region": ship.region,
+        "shipTo.county": ship.county,
+        "shipTo.city": ship.city,
+        "shipTo.postalCode": normalise_postal_code(ship.postal_code),
+        "shipTo.country": ship.country,
+        "modifiedAt": quote.modified_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+    }
+
+
+QUOTES = json_spec(
+    "quotes",
+    source=QUOTING_TOOL,
+    entity="quotes",
+    key=("quote_id",),
+    # The hub accepts a quote's revisions only in increasing order, and the Quoting Tool's own
+    # change time need not follow them: the revision decides which version is the quote. The
+    # "modified" stamp is the hub's receipt, so the run log's lag measures the lake's delay,
+    # not how long ago a partner last edited a quote.
+    version="revision",
+    modified="received_at",
+    columns=(
+        Column("quote_id", "quoteId", "id"),
+        Column("revision", "revision", "int"),
+        Column("account_number", "accountNumber", "id", required=True),
+        Column("sales_rep", "salesRep", "text"),
+        Column("currency", "currency", "id", required=True),
+        Column("amount", "amount", "decimal", scale=2, required=True),
+        Column("line_count", "lineCount", "int", required=True),
+        Column("win_probability", "winProbability", "decimal", scale=2, required=True),
+        Column("expected_close_date", "expectedCloseDate", "iso_date", required=True),
+        Column("region", "shipTo.region", "text"),
+        Column("county", "shipTo.county", "text"),
+        Column("city", "shipTo.city", "text", required=True),
+        Column("zip", "shipTo.postalCode", "text", required=True),
+        Column("country", "shipTo.country", "id"),
+        Column("modified_at", "modifiedAt", "iso_timestamp", required=True),
+        # When the hub accepted this revision, and (kept as the earliest over revisions by the
+        # MERGE) when it first received the quote: the intake's bronze ingestion time.
+        Column("received_at", "", "ingested"),
+        Column("created_at", "", "ingested"),
+    ),
+    prepare=quote_fields,
+    earliest=("created_at",),
+)
+"""``silver/quotes``: the latest accepted revision of every quote the Quoting Tool sent the hub
+(flow 1a), with its territory levels (the ship-to's region, county, city and ZIP), amount and
+first receipt (``created_at``). Its Dynamics 365 state is not here: gold joins
+``dataverse_quotes`` (flow 7) for that."""
+
 QUOTING_TOOL_SPECS: dict[str, EntitySpec] = {
-    spec.entity: spec for spec in (FORECASTS, QUOTE_ARCHIVE)
+    spec.entity: spec for spec in (FORECASTS, QUOTE_ARCHIVE, QUOTES)
 }
 """Quoting Tool bronze entity -> spec, for the lake ingestion job (``lake_ingest``)."""
 

@@ -68,22 +68,29 @@ JOBS: tuple[JobDefinition, ...] = (
 
 @dataclass(frozen=True)
 class Bar:
-    """One bar of a chart; ``value`` is exact, ``secondary`` an optional second series."""
+    """One bar of a chart; ``value`` is exact, ``secondary`` an optional second series and
+    ``detail`` what the value is made of (a rate's numerator and denominator, say)."""
 
     label: str
     value: Decimal
     secondary: Decimal | None = None
+    detail: str | None = None
+
+
+EMPTY_NOTE = "no data yet"
 
 
 @dataclass(frozen=True)
 class Chart:
-    """A horizontal bar chart: title, unit and bars (largest first)."""
+    """A horizontal bar chart: title, unit and bars (largest first). ``empty_note`` says why a
+    chart has no bars (which gold table is empty or not built yet)."""
 
     key: str
     title: str
     unit: str
     bars: tuple[Bar, ...]
     series: tuple[str, ...] = ("value",)
+    empty_note: str = EMPTY_NOTE
 
 
 @dataclass(frozen=True)
@@ -154,11 +161,13 @@ class Snapshot:
                     "title": c.title,
                     "unit": c.unit,
                     "series": list(c.series),
+                    "emptyNote": c.empty_note,
                     "bars": [
                         {
                             "label": b.label,
                             "value": str(b.value),
                             "secondary": None if b.secondary is None else str(b.secondary),
+                            "detail": b.detail,
                         }
                         for b in c.bars
                     ],
@@ -193,9 +202,12 @@ class Snapshot:
                                 str(b["label"]),
                                 Decimal(b["value"]),
                                 None if b.get("secondary") is None else Decimal(b["secondary"]),
+                                None if b.get("detail") is None else str(b["detail"]),
                             )
                             for b in c["bars"]
                         ),
+                        # Snapshots written before empty notes existed read as "no data yet".
+                        empty_note=str(c.get("emptyNote") or EMPTY_NOTE),
                     )
                     for c in doc.get("charts", [])
                 ),
@@ -225,10 +237,18 @@ def _decimal(value: Any) -> Decimal:
 def _bars(
     rows: Iterable[Mapping[str, Any]], label: str, value: str, secondary: str | None = None
 ) -> tuple[Bar, ...]:
-    """Sum ``value`` (and ``secondary``) per ``label``; the largest TOP_BARS, largest first."""
+    """Sum ``value`` (and ``secondary``) per ``label``; the largest TOP_BARS, largest first.
+
+    Amounts in different currencies are never added up: when the rows hold more than one
+    currency, each bar is one label in one currency (``Northeast (CAD)``).
+    """
+    rows = list(rows)
+    split = len({row.get("currency") for row in rows}) > 1
     totals: dict[str, list[Decimal]] = {}
     for row in rows:
         key = str(row.get(label) or "(none)")
+        if split:
+            key = f"{key} ({row.get('currency') or '?'})"
         sums = totals.setdefault(key, [Decimal(0), Decimal(0)])
         sums[0] += _decimal(row.get(value))
         if secondary is not None:
@@ -248,17 +268,76 @@ def _conversion_bars(rows: Iterable[Mapping[str, Any]]) -> tuple[Bar, ...]:
         pair[0] += int(row.get("converted_quotes") or 0)
         pair[1] += int(row.get("quotes") or 0)
     bars = [
-        Bar(name, (Decimal(100) * c / q).quantize(Decimal("0.1")) if q else Decimal(0))
+        Bar(
+            name,
+            (Decimal(100) * c / q).quantize(Decimal("0.1")) if q else Decimal(0),
+            detail=f"{c:,} of {q:,} quotes",
+        )
         for name, (c, q) in sums.items()
+        if q
     ]
-    return tuple(sorted(bars, key=lambda b: (-b.value, b.label))[:TOP_BARS])
+    # Most quotes first: a region's rate means more the more quotes it rests on.
+    ordered = sorted(bars, key=lambda b: (-sums[b.label][1], -b.value, b.label))[:TOP_BARS]
+    return tuple(ordered)
 
 
-def _gold_rows(storage: LakeStorage, layer: str, table: str) -> list[dict[str, Any]]:
+def _read_rows(storage: LakeStorage, layer: str, table: str) -> list[dict[str, Any]] | None:
+    """A table's rows, or None when it was never written."""
     from shared.lake.delta import read_frame
 
     frame = read_frame(storage, layer, table)  # type: ignore[arg-type]
-    return [] if frame is None else list(frame.iter_rows(named=True))
+    return None if frame is None else list(frame.iter_rows(named=True))
+
+
+def _gold_rows(storage: LakeStorage, layer: str, table: str) -> list[dict[str, Any]]:
+    return _read_rows(storage, layer, table) or []
+
+
+def _empty_note(table: str, rows: list[dict[str, Any]] | None) -> str:
+    if rows is None:
+        return f"{EMPTY_NOTE}: gold/{table} has not been built"
+    return f"{EMPTY_NOTE}: gold/{table} has no rows"
+
+
+def _kpi_charts(storage: LakeStorage) -> tuple[Chart, ...]:
+    """The four KPI charts from their gold tables; a chart without bars says which table is
+    empty rather than drawing an empty axis that reads as zero."""
+    pipeline = _read_rows(storage, "gold", "pipeline_by_territory")
+    forecast = _read_rows(storage, "gold", "forecast_vs_goal")
+    conversion = _read_rows(storage, "gold", "quote_to_order_conversion")
+    backlog = _read_rows(storage, "gold", "order_backlog")
+    return (
+        Chart(
+            "pipeline",
+            "Open pipeline by region",
+            "amount",
+            _bars(pipeline or [], "region", "pipeline_amount", "qualified_amount"),
+            ("open pipeline", "qualified in Sales"),
+            _empty_note("pipeline_by_territory", pipeline),
+        ),
+        Chart(
+            "forecast",
+            "Forecast vs goal by region",
+            "amount",
+            _bars(forecast or [], "region", "forecast_amount", "goal_amount"),
+            ("forecast", "goal"),
+            _empty_note("forecast_vs_goal", forecast),
+        ),
+        Chart(
+            "conversion",
+            "Quote-to-order conversion by region",
+            "%",
+            _conversion_bars(conversion or []),
+            empty_note=_empty_note("quote_to_order_conversion", conversion),
+        ),
+        Chart(
+            "backlog",
+            "Order backlog by plant",
+            "amount",
+            _bars(backlog or [], "plant", "backlog_amount"),
+            empty_note=_empty_note("order_backlog", backlog),
+        ),
+    )
 
 
 def count_dead_letters(dead_letters: DeadLetters, queues: Sequence[str]) -> dict[str, int]:
@@ -341,40 +420,7 @@ def take_snapshot(
     for row in _gold_rows(storage, "gold", "reconciliation"):
         if row["run_at"] == reconciled:
             drift_by_entity[str(row["entity"])] = drift_by_entity.get(str(row["entity"]), 0) + 1
-    charts = (
-        Chart(
-            "pipeline",
-            "Open pipeline by region",
-            "amount",
-            _bars(
-                _gold_rows(storage, "gold", "pipeline_by_territory"), "region", "pipeline_amount"
-            ),
-        ),
-        Chart(
-            "forecast",
-            "Forecast vs goal by region",
-            "amount",
-            _bars(
-                _gold_rows(storage, "gold", "forecast_vs_goal"),
-                "region",
-                "forecast_amount",
-                "goal_amount",
-            ),
-            ("forecast", "goal"),
-        ),
-        Chart(
-            "conversion",
-            "Quote-to-order conversion by region",
-            "%",
-            _conversion_bars(_gold_rows(storage, "gold", "quote_to_order_conversion")),
-        ),
-        Chart(
-            "backlog",
-            "Order backlog by plant",
-            "amount",
-            _bars(_gold_rows(storage, "gold", "order_backlog"), "plant", "backlog_amount"),
-        ),
-    )
+    charts = _kpi_charts(storage)
     letters: Mapping[str, int] | None = None
     note = NO_NAMESPACE
     if dead_letters is not None:
@@ -573,7 +619,10 @@ def render_chart(chart: Chart, width: int = 640) -> str:
         f'<text x="0" y="16" font-size="14" font-weight="600">{_e(chart.title)}</text>',
     ]
     if not chart.bars:
-        parts.append('<text x="0" y="44" font-size="12" fill="#57606a">no data yet</text>')
+        parts.append(
+            f'<text x="0" y="44" font-size="12" fill="#57606a" data-empty="true">'
+            f"{_e(chart.empty_note)}</text>"
+        )
     suffix = "%" if chart.unit == "%" else ""
     for i, bar in enumerate(chart.bars):
         y = 30 + i * row_h
@@ -582,6 +631,7 @@ def render_chart(chart: Chart, width: int = 640) -> str:
             f'text-anchor="end">{_e(bar.label[:22])}</text>'
         )
         values = [bar.value] if series == 1 else [bar.value, bar.secondary or Decimal(0)]
+        detail = f" ({bar.detail})" if bar.detail else ""
         for s, value in enumerate(values):
             w = max(0.0, float(value / top) * plot_w) if top else 0.0
             yy = y + s * bar_h
@@ -589,7 +639,8 @@ def render_chart(chart: Chart, width: int = 640) -> str:
                 f'<rect x="{label_w}" y="{yy}" width="{w:.1f}" height="{bar_h - 2}" '
                 f'fill="{colours[s]}"><title>{_e(chart.series[s])}: {_e(value)}</title></rect>'
                 f'<text x="{label_w + w + 4:.1f}" y="{yy + bar_h - 4}" font-size="11">'
-                f"{_e(_num(value, 1 if suffix else 2))}{suffix}</text>"
+                f"{_e(_num(value, 1 if suffix else 2))}{suffix}{_e(detail if s == 0 else '')}"
+                "</text>"
             )
     if series > 1 and chart.bars:
         y = height - 10

@@ -36,6 +36,15 @@ Echoes: rows the hub itself wrote (flow 6, the quote push) are exported too — 
 everything — and ``modified_by`` (``_modifiedby_value``) records who made each version, so later
 flows can suppress their own echoes.
 
+Snapshots: ``territories`` and ``contoso_postalcodes`` are not change-tracked
+(``docs/dataverse-schema.md``), yet gold needs the territory hierarchy and the ZIP -> City/ZIP
+territory map to place goals and orders the way the hub assigns territories. They are small (a few
+hundred territories, a few thousand ZIP codes), so each run reads them in full
+(``SNAPSHOT_TABLES``) and compares every row's ``versionnumber`` with the live silver row's: only
+new or changed rows, and live silver rows the read no longer returns (inferred deletions,
+``"reason": "absent-from-full-sync"``), go to bronze and silver. An unchanged snapshot writes
+nothing; silver itself is the snapshot's state, so no token is kept for it.
+
 Tables are independent: a failing table is logged and the others still run; the run then raises
 ``ExportIncomplete`` so the host records the failure, with the failed tables' tokens untouched.
 """
@@ -95,6 +104,16 @@ class ChangeSource(Protocol):
         page_size: int | None = None,
     ) -> Iterator[ChangePage]:
         """Pages of changes since ``delta_link`` (everything when None)."""
+        ...
+
+    def query(
+        self,
+        entity_set: str,
+        *,
+        select: Sequence[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every row of ``entity_set`` (a plain read, following the paging links)."""
         ...
 
 
@@ -303,9 +322,36 @@ EXPORT_TABLES: tuple[ExportTable, ...] = (
         ],
     ),
 )
-"""Every change-tracked table of ``docs/dataverse-schema.md``. ``quotedetails`` and
-``territories`` are not change-tracked there, so they are not exported this way."""
+"""Every change-tracked table of ``docs/dataverse-schema.md``. ``quotedetails``, ``territories``
+and ``contoso_postalcodes`` are not change-tracked there, so they are not exported this way (the
+last two are ``SNAPSHOT_TABLES``)."""
 EXPORT_TABLES_BY_SET: dict[str, ExportTable] = {t.entity_set: t for t in EXPORT_TABLES}
+
+SNAPSHOT_TABLES: tuple[ExportTable, ...] = (
+    export_table(
+        "territories",
+        "territoryid",
+        [
+            *_text("contoso_territorycode", "name"),
+            *_ints("contoso_level"),
+            _lookup("contoso_parentterritoryid"),
+        ],
+    ),
+    export_table(
+        "contoso_postalcodes",
+        "contoso_postalcodeid",
+        [
+            *_text("contoso_name", "contoso_city", "contoso_county", "contoso_stateorprovince"),
+            _lookup("contoso_territoryid"),
+        ],
+    ),
+)
+"""Tables without change tracking that are read in full each run and reconciled with silver by
+row version: the territory hierarchy (Region > County > City/ZIP) and the ZIP code -> City/ZIP
+territory map, which gold needs to place goals (``forecast_vs_goal``) and orders
+(``forecast_accuracy``) as territory assignment places quotes and forecasts."""
+SNAPSHOT_PAGE_SIZE = 5000
+"""Records per bronze page of a snapshot (Dataverse's own default page size)."""
 
 
 @dataclass
@@ -315,6 +361,7 @@ class TableExportResult:
     entity_set: str
     silver_table: str
     requests: int = 0
+    """Change pages requested (not counted for snapshots: the client follows their pages)."""
     upserted: int = 0
     deleted: int = 0
     resync_deleted: int = 0
@@ -384,40 +431,52 @@ def export_dataverse(
     storage: LakeStorage,
     *,
     tables: Sequence[ExportTable] = EXPORT_TABLES,
+    snapshots: Sequence[ExportTable] = SNAPSHOT_TABLES,
     entity_sets: Sequence[str] | None = None,
     page_size: int | None = None,
     run_id: str | None = None,
     clock: Callable[[], dt.datetime] = _now,
 ) -> ExportResult:
-    """Export every table's changes since its saved delta link into bronze and silver.
+    """Export every table's changes since its saved delta link into bronze and silver, then
+    reconcile the ``snapshots`` tables (read in full) with silver.
 
     ``entity_sets`` restricts the run to some tables. Raises ``ExportIncomplete`` after the
     other tables ran when any table failed (its token stays where it was).
     """
-    known = {t.entity_set for t in tables}
+    known = {t.entity_set for t in (*tables, *snapshots)}
     unknown = sorted(set(entity_sets or ()) - known)
     if unknown:
         raise ValueError(f"unknown export tables: {unknown}")
-    selected = [t for t in tables if entity_sets is None or t.entity_set in entity_sets]
+    selected = [
+        (table, tracked)
+        for group, tracked in ((tables, True), (snapshots, False))
+        for table in group
+        if entity_sets is None or table.entity_set in entity_sets
+    ]
     run = run_id or new_run_id(clock())
     writer = BronzeWriter(storage, clock=clock)
     result = ExportResult(run_id=run)
     runs: list[RunRecord] = []
-    for table in selected:
+    for table, tracked in selected:
         started = clock()
         outcome = TableExportResult(table.entity_set, table.spec.table)
         result.tables[table.entity_set] = outcome
         try:
-            committed_at, max_modified = _export_table(
-                client,
-                watermarks,
-                storage,
-                writer,
-                table,
-                result=outcome,
-                run_id=run,
-                page_size=page_size,
-            )
+            if tracked:
+                committed_at, max_modified = _export_table(
+                    client,
+                    watermarks,
+                    storage,
+                    writer,
+                    table,
+                    result=outcome,
+                    run_id=run,
+                    page_size=page_size,
+                )
+            else:
+                committed_at, max_modified = _export_snapshot(
+                    client, storage, writer, table, result=outcome, run_id=run, page_size=page_size
+                )
         except Exception as exc:
             log.exception("dataverse-export %s %s failed", run, table.entity_set)
             result.failed[table.entity_set] = f"{type(exc).__name__}: {exc}"
@@ -510,6 +569,94 @@ def _export_table(
         "; full resync" if result.resync else "",
     )
     return committed_at, counts.max_source_modified_at
+
+
+def _export_snapshot(
+    client: ChangeSource,
+    storage: LakeStorage,
+    writer: BronzeWriter,
+    table: ExportTable,
+    *,
+    result: TableExportResult,
+    run_id: str,
+    page_size: int | None,
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Read a table without change tracking in full; stage what differs from live silver."""
+    key = table.primary_key
+    rows = list(client.query(table.entity_set, select=table.select, page_size=page_size))
+    result.full_read = True
+    stored = live_versions(storage, table)
+    # -1 is no Dataverse row version, so a row silver does not hold always differs.
+    changed = [
+        _as_received(row)
+        for row in rows
+        if stored.get(str(row.get(key)), -1) != _version(row.get("versionnumber"))
+    ]
+    absent = absent_ids(storage, table, [str(row.get(key)) for row in rows])
+    records = changed + [_deletion(client.base, table.entity_set, i, RESYNC_REASON) for i in absent]
+    result.upserted, result.resync_deleted = len(changed), len(absent)
+    if not records:
+        log.info(
+            "dataverse-export %s %s: snapshot of %d row(s) unchanged",
+            run_id,
+            table.entity_set,
+            len(rows),
+        )
+        return None, None
+    pages = _PageWriter(writer, table.entity_set, run_id, result)
+    stage = SilverStage(storage, table.spec)
+    for start in range(0, len(records), SNAPSHOT_PAGE_SIZE):
+        chunk = records[start : start + SNAPSHOT_PAGE_SIZE]
+        stage.add(chunk, pages.write(chunk))
+    counts = stage.commit()
+    result.silver_inserted = counts.inserted
+    result.silver_updated = counts.updated
+    result.silver_unchanged = counts.unchanged
+    result.quarantined = counts.quarantined
+    log.info(
+        "dataverse-export %s %s: snapshot of %d row(s): +%d changed, -%d gone; silver +%d ~%d =%d",
+        run_id,
+        table.entity_set,
+        len(rows),
+        len(changed),
+        len(absent),
+        counts.inserted,
+        counts.updated,
+        counts.unchanged,
+    )
+    return writer.clock(), counts.max_source_modified_at
+
+
+def _version(value: Any) -> int | None:
+    """A row version as an int (Dataverse sends ``versionnumber`` as a JSON number)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def live_versions(storage: LakeStorage, table: ExportTable) -> dict[str, int | None]:
+    """Live silver rows of ``table``: primary id -> ``version_number``."""
+    import polars as pl
+
+    if open_table(storage, "silver", table.spec.table) is None:
+        return {}
+    key = table.primary_key
+    live = (
+        pl.scan_delta(
+            storage.table_uri("silver", table.spec.table),
+            storage_options=storage.storage_options(),
+        )
+        .filter(~pl.col(IS_DELETED).fill_null(False))
+        .select(key, "version_number")
+        .collect()
+    )
+    return {
+        str(row_id): None if version is None else int(version)
+        for row_id, version in live.iter_rows()
+    }
 
 
 @dataclass

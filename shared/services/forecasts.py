@@ -5,7 +5,9 @@ Intake (``POST /api/forecasts``) is light: it validates, resolves each submissio
 against the Dataverse hierarchy the hub already caches, writes **one bronze page per batch** and
 answers 202. It never imports deltalake, polars or pyarrow (cold starts of the HTTP worker stay
 fast); the MERGE into ``silver/forecasts`` happens in the ``lake_ingest`` timer job
-(``ingest_quoting_tool``), which also handles the archive uploads (``quotingtool/archive``).
+(``ingest_quoting_tool``), which also handles the archive uploads (``quotingtool/archive``) and
+the quotes the quote intake stored (``quotingtool/quotes``, one page per accepted revision, MERGEd
+into ``silver/quotes`` by quote id, the highest revision winning).
 
 Idempotency. A batch is identified by the sha256 of its canonical content (submissions in key
 order, numbers compared by value): the bronze run id and the answer's ``batchId`` derive from it.
@@ -26,6 +28,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
@@ -58,6 +61,8 @@ LISTING_SKEW: Final = dt.timedelta(minutes=2)
 instances disagree by seconds); pages this close to the last listing are checked again."""
 HORIZON_REFRESH: Final = dt.timedelta(hours=1)
 """An idle job moves its watermark at most this often (to keep listings to a few partitions)."""
+READ_THREADS: Final = 4
+"""Bronze pages read at once by ``lake_ingest`` (Blob reads are I/O bound)."""
 MAX_REMEMBERED_PAGES: Final = 400
 """Pages remembered in the watermark as already ingested (bounded: the value must stay well
 under Azure Tables' 64 KiB per property). A forgotten page is re-read, which is harmless."""
@@ -328,7 +333,7 @@ def ingest_quoting_tool(
     specs: Iterable[EntitySpec] | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> list[EntityIngest]:
-    """MERGE the Quoting Tool's new bronze pages (forecasts, archive) into silver.
+    """MERGE the Quoting Tool's new bronze pages (forecasts, archive, quotes) into silver.
 
     Per entity: list the bronze partitions since the watermark, read every page not ingested
     yet, conform and MERGE them in one stage, append the run log, then advance the watermark
@@ -358,12 +363,15 @@ def _ingest_entity(
     if candidates:
         reader = BronzeReader(storage)
         stage = SilverStage(storage, spec)
-        for _, name in candidates:
-            page = reader.read_page(name)
-            requests += 1
-            stage.add(page.records, page)
-            result.pages += 1
-            result.records += len(page.records)
+        # Quotes come one page per accepted revision, so a backlog is many small blobs: read a
+        # few at a time. The order pages are staged in does not matter (the MERGE orders
+        # versions itself); map keeps the listing's order anyway.
+        with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+            for page in pool.map(reader.read_page, [name for _, name in candidates]):
+                requests += 1
+                stage.add(page.records, page)
+                result.pages += 1
+                result.records += len(page.records)
         counts = stage.commit()
         result.inserted, result.updated = counts.inserted, counts.updated
         result.unchanged, result.quarantined = counts.unchanged, counts.quarantined

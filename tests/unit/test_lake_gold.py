@@ -11,6 +11,7 @@ import pytest
 from shared.lake.errors import LakeSchemaError
 from shared.lake.gold import (
     GOLD_BUILDERS,
+    TERRITORY,
     SilverInputs,
     _schemas,
     build_forecast_accuracy,
@@ -157,33 +158,23 @@ def test_every_gold_table_is_empty_with_its_schema_when_its_inputs_do_not_exist(
 
 
 def _quotes(*rows):
+    columns = [
+        "quote_id",
+        "created_at",
+        "amount",
+        "currency",
+        "win_probability",
+        "expected_close_date",
+        "region",
+        "county",
+        "city",
+        "zip",
+    ]
     return pl.DataFrame(
-        [
-            dict(
-                zip(
-                    [
-                        "quote_id",
-                        "quote_date",
-                        "status",
-                        "amount",
-                        "currency",
-                        "win_probability",
-                        "expected_close_date",
-                        "region",
-                        "county",
-                        "city",
-                        "zip",
-                    ],
-                    r,
-                    strict=True,
-                )
-            )
-            for r in rows
-        ],
+        [dict(zip(columns, r, strict=True)) for r in rows],
         schema={
             "quote_id": pl.String,
-            "quote_date": pl.Date,
-            "status": pl.String,
+            "created_at": pl.Datetime("us", "UTC"),
             "amount": MONEY,
             "currency": pl.String,
             "win_probability": pl.Decimal(5, 2),
@@ -196,39 +187,71 @@ def _quotes(*rows):
     )
 
 
+def _dataverse_quotes(*rows):
+    columns = ["quoteid", "contoso_quotingtoolid", "statecode", "source_modified_at", "is_deleted"]
+    return pl.DataFrame(
+        [dict(zip(columns, r, strict=True)) for r in rows],
+        schema={
+            "quoteid": pl.String,
+            "contoso_quotingtoolid": pl.String,
+            "statecode": pl.Int64,
+            "source_modified_at": pl.Datetime("us", "UTC"),
+            "is_deleted": pl.Boolean,
+        },
+    )
+
+
+def _at(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(23, 30), tzinfo=UTC)
+
+
 TERR = ("Midwest", "Sangamon", "Springfield", "62701")
 QUOTES = _quotes(
-    (
-        "Q1",
-        D(2026, 4, 2),
-        "Active",
-        Decimal("100.05"),
-        "USD",
-        Decimal("33.33"),
-        D(2026, 6, 9),
-        *TERR,
-    ),
-    ("Q2", D(2026, 4, 9), "Draft", Decimal("0.25"), "USD", Decimal("50"), D(2026, 6, 20), *TERR),
-    ("Q3", D(2026, 4, 20), "Won", Decimal("500.00"), "USD", Decimal("100"), D(2026, 6, 1), *TERR),
-    ("Q4", D(2026, 5, 1), "Lost", Decimal("80.00"), "USD", Decimal("0"), D(2026, 6, 1), *TERR),
+    ("Q1", _at(D(2026, 4, 2)), Decimal("100.05"), "USD", Decimal("33.33"), D(2026, 6, 9), *TERR),
+    ("Q2", _at(D(2026, 4, 9)), Decimal("0.25"), "USD", Decimal("50"), D(2026, 6, 20), *TERR),
+    ("Q3", _at(D(2026, 4, 20)), Decimal("500.00"), "USD", Decimal("100"), D(2026, 6, 1), *TERR),
+    ("Q4", _at(D(2026, 5, 1)), Decimal("80.00"), "USD", Decimal("0"), D(2026, 6, 1), *TERR),
+)
+# Sales qualified Q1 (Active), Q2 is still a Draft, Q3 was won and Q4 closed; an older,
+# deleted row for Q1 must not count.
+STATES = _dataverse_quotes(
+    ("d1", "Q1", 1, _at(D(2026, 4, 3)), False),
+    ("d0", "Q1", 3, _at(D(2026, 4, 4)), True),
+    ("d2", "Q2", 0, _at(D(2026, 4, 9)), False),
+    ("d3", "Q3", 2, _at(D(2026, 4, 21)), False),
+    ("d4", "Q4", 3, _at(D(2026, 5, 2)), False),
 )
 
 
 def test_pipeline_weights_open_quotes_by_probability_rounding_once_half_even():
-    # Given two open quotes (and won/lost ones that are not pipeline)
-    inputs = InMemoryInputs(quotes=QUOTES)
+    # Given two open quotes, one of them qualified in Sales (and won/closed ones that are not
+    # pipeline)
+    inputs = InMemoryInputs(quotes=QUOTES, dataverse_quotes=STATES)
     # When the pipeline is built
     pipeline = build_pipeline_by_territory(inputs)
     # Then pipeline = 100.05 + 0.25, weighted = round(100.05*0.3333 + 0.25*0.5, 2)
-    #      = round(33.346665 + 0.125, 2) = round(33.471665, 2) = 33.47
+    #      = round(33.346665 + 0.125, 2) = round(33.471665, 2) = 33.47; Q1 is the qualified part
     assert pipeline.rows() == [
-        (*TERR, D(2026, 6, 1), "USD", 2, Decimal("100.30"), Decimal("33.47")),
+        (*TERR, D(2026, 6, 1), "USD", 2, Decimal("100.30"), Decimal("33.47"), 1, Decimal("100.05")),
+    ]
+
+
+def test_pipeline_counts_quotes_not_yet_in_sales_and_drops_ordered_ones():
+    # Given the quotes without any Dynamics 365 state, open orders referencing Q1 and Q2 and a
+    # cancelled one referencing Q3
+    inputs = InMemoryInputs(quotes=QUOTES, legacy_orders=ORDERS)
+    # When the pipeline is built
+    pipeline = build_pipeline_by_territory(inputs)
+    # Then Q3 and Q4 are open (received, not in Sales yet: 500.00 at 100 %, 80.00 at 0 %) and
+    # the ordered Q1 and Q2 are not pipeline any more
+    assert pipeline.rows() == [
+        (*TERR, D(2026, 6, 1), "USD", 2, Decimal("580.00"), Decimal("500.00"), 0, Decimal("0")),
     ]
 
 
 def test_quote_conversion_counts_quotes_with_a_non_cancelled_order():
     # Given quotes Q1..Q4 and orders referencing Q1 (open), Q2 (open) and Q3 (cancelled)
-    inputs = InMemoryInputs(quotes=QUOTES, legacy_orders=ORDERS)
+    inputs = InMemoryInputs(quotes=QUOTES, legacy_orders=ORDERS, dataverse_quotes=STATES)
     # When conversion is built
     conversion = build_quote_to_order_conversion(inputs)
     # Then April has 3 quotes of which Q1 and Q2 converted; May has Q4, not converted
@@ -240,14 +263,13 @@ def test_quote_conversion_counts_quotes_with_a_non_cancelled_order():
     ]
 
 
-def _by_territory(kind, amount_column, *rows):
-    id_column = "forecast_id" if kind == "forecasts" else "goal_id"
+def _forecasts(*rows):
     return pl.DataFrame(
         [
             {
-                id_column: f"{kind}-{i}",
+                "forecast_id": f"forecasts-{i}",
                 "month": month,
-                amount_column: amount,
+                "amount": amount,
                 "currency": "USD",
                 "region": region,
                 "county": county,
@@ -257,9 +279,9 @@ def _by_territory(kind, amount_column, *rows):
             for i, (month, amount, region, county, city, zip_code) in enumerate(rows)
         ],
         schema={
-            id_column: pl.String,
+            "forecast_id": pl.String,
             "month": pl.Date,
-            amount_column: MONEY,
+            "amount": MONEY,
             "currency": pl.String,
             "region": pl.String,
             "county": pl.String,
@@ -269,47 +291,285 @@ def _by_territory(kind, amount_column, *rows):
     )
 
 
-def test_forecast_vs_goal_joins_on_territory_including_region_level_goals():
-    # Given a zip-level forecast, and a region-level goal (county/city/zip null)
-    forecasts = _by_territory("forecasts", "amount", (D(2026, 6, 15), Decimal("80.00"), *TERR))
-    goals = _by_territory(
-        "goals",
-        "target_amount",
-        (D(2026, 6, 1), Decimal("100.00"), *TERR),
-        (D(2026, 6, 1), Decimal("400.00"), "Midwest", None, None, None),
+def _territories(*rows):
+    """``dataverse_territories`` rows: (id, code, name, level, parent id)."""
+    columns = ["territoryid", "contoso_territorycode", "name", "contoso_level"]
+    columns += ["contoso_parentterritoryid", "is_deleted"]
+    return pl.DataFrame(
+        [dict(zip(columns, (*r, False), strict=True)) for r in rows],
+        schema={
+            "territoryid": pl.String,
+            "contoso_territorycode": pl.String,
+            "name": pl.String,
+            "contoso_level": pl.Int64,
+            "contoso_parentterritoryid": pl.String,
+            "is_deleted": pl.Boolean,
+        },
+    )
+
+
+def _goals(*rows):
+    """``dataverse_goals`` rows: (goal key, territory id, month text, start date, target,
+    deleted)."""
+    return pl.DataFrame(
+        [
+            {
+                "goalid": f"g{i}",
+                "contoso_goalkey": key,
+                "contoso_territoryid": territory,
+                "contoso_month": month,
+                "goalstartdate": start,
+                "targetmoney": target,
+                "is_deleted": deleted,
+            }
+            for i, (key, territory, month, start, target, deleted) in enumerate(rows)
+        ],
+        schema={
+            "goalid": pl.String,
+            "contoso_goalkey": pl.String,
+            "contoso_territoryid": pl.String,
+            "contoso_month": pl.String,
+            "goalstartdate": pl.Date,
+            "targetmoney": MONEY,
+            "is_deleted": pl.Boolean,
+        },
+    )
+
+
+# Midwest (R1) > Sangamon (R1-C1) > Springfield (R1-C1-T1), and West (R2) with nothing under it.
+HIERARCHY = _territories(
+    ("t-r1", "R1", "Midwest", 1, None),
+    ("t-c1", "R1-C1", "Sangamon", 2, "t-r1"),
+    ("t-t1", "R1-C1-T1", "Springfield", 3, "t-c1"),
+    ("t-r2", "R2", "West", 1, None),
+)
+SPRINGFIELD = ("Midwest", "Sangamon", "Springfield", None)
+JUNE = ("2026-06", D(2026, 6, 1))
+# Goals add up the hierarchy: Sangamon's and Midwest's June goals are Springfield's 100.
+GOALS = _goals(
+    ("R1-C1-T1|2026-06", "t-t1", *JUNE, Decimal("100.00"), False),
+    ("R1-C1|2026-06", "t-c1", *JUNE, Decimal("100.00"), False),
+    ("R1|2026-06", "t-r1", *JUNE, Decimal("100.00"), False),
+    ("R2|2026-06", "t-r2", *JUNE, Decimal("400.00"), False),
+    ("R2|2026-06", "t-r2", *JUNE, Decimal("999.00"), True),
+    ("R1-C1-T1|2026-07", "t-t1", "2026-07", D(2026, 7, 1), Decimal("120.00"), False),
+)
+
+
+def test_forecast_vs_goal_compares_each_forecast_with_its_territorys_goal_only():
+    # Given two city-level forecasts for Springfield in June (80 in all), Dynamics 365 goals
+    # of every level that add up the hierarchy, a deleted goal, and a July goal nobody forecast
+    forecasts = _forecasts(
+        (D(2026, 6, 1), Decimal("50.00"), *SPRINGFIELD),
+        (D(2026, 6, 1), Decimal("30.00"), *SPRINGFIELD),
+    )
+    inputs = InMemoryInputs(
+        forecasts=forecasts, dataverse_goals=GOALS, dataverse_territories=HIERARCHY
     )
     # When forecast vs goal is built
-    table = build_forecast_vs_goal(InMemoryInputs(forecasts=forecasts, goals=goals))
-    # Then matching territories pair up and the null-level goal stands on its own (nulls last)
+    table = build_forecast_vs_goal(inputs)
+    # Then Springfield's goal lands on the forecasts' row (attainment 80 / 100); Sangamon's and
+    # Midwest's goals, which restate it, are not added; West, which nobody forecasts, shows
+    # its region goal against nothing; the deleted goal and July (no forecast) are out
+    assert table.rows() == [
+        (*SPRINGFIELD, D(2026, 6, 1), "USD", *map(Decimal, ("80.00", "100.00", "-20.00")), 0.8),
+        ("West", None, None, None, D(2026, 6, 1), "USD", *map(Decimal, ("0", "400", "-400")), 0.0),
+    ]
+    assert table.schema == pl.Schema(_schemas()["forecast_vs_goal"])
+
+
+def test_forecast_vs_goal_compares_region_forecasts_with_the_region_goal():
+    # Given a region-level forecast for Midwest (county and city null, as intake resolves a
+    # region code) and the same goals
+    forecasts = _forecasts((D(2026, 6, 1), Decimal("150.00"), "Midwest", None, None, None))
+    inputs = InMemoryInputs(
+        forecasts=forecasts, dataverse_goals=GOALS, dataverse_territories=HIERARCHY
+    )
+    # When forecast vs goal is built
+    table = build_forecast_vs_goal(inputs)
+    # Then Midwest's forecast meets Midwest's goal only (not its county's and city's restated)
     assert table.select(
-        "county", "forecast_amount", "goal_amount", "variance_amount", "attainment"
+        "region", "county", "forecast_amount", "goal_amount", "attainment"
     ).rows() == [
-        ("Sangamon", Decimal("80.00"), Decimal("100.00"), Decimal("-20.00"), 0.8),
-        (None, Decimal("0.00"), Decimal("400.00"), Decimal("-400.00"), 0.0),
+        ("Midwest", None, Decimal("150.00"), Decimal("100.00"), 1.5),
+        ("West", None, Decimal("0.00"), Decimal("400.00"), 0.0),
     ]
 
 
-def test_forecast_accuracy_compares_forecast_with_orders_in_the_customers_territory():
-    # Given a June forecast of 200 and June orders of customers in that zip (not cancelled)
-    forecasts = _by_territory("forecasts", "amount", (D(2026, 6, 1), Decimal("200.00"), *TERR))
-    orders = _orders(
-        ("1", "C1", D(2026, 6, 2), None, "Shipped", "USD", Decimal("150.00"), "P1", None, False),
-        ("2", "C1", D(2026, 6, 3), None, "Open", "USD", Decimal("100.00"), "P1", None, False),
-        ("3", "C1", D(2026, 6, 3), None, "Cancelled", "USD", Decimal("900.00"), "P1", None, False),
+def test_forecast_vs_goal_places_a_goal_by_its_key_or_start_date_when_fields_are_empty():
+    # Given goals without a territory lookup (placed by the code of their key), one without
+    # contoso_month (placed by its start date) and one of a territory Dynamics 365 no longer has
+    goals = _goals(
+        ("R2|2026-06", None, "2026-06", D(2026, 6, 1), Decimal("10.00"), False),
+        ("R2|2026-06", None, None, D(2026, 6, 1), Decimal("5.00"), False),
+        ("GONE|2026-06", "t-gone", "2026-06", D(2026, 6, 1), Decimal("70.00"), False),
     )
-    customers = pl.DataFrame({"customer_no": ["C1"], "zip": ["62701"], "is_deleted": [False]})
-    territories = pl.DataFrame(
-        {"region": ["Midwest"], "county": ["Sangamon"], "city": ["Springfield"], "zip": ["62701"]}
-    )
+    forecasts = _forecasts((D(2026, 6, 1), Decimal("12.00"), "West", None, None, None))
     inputs = InMemoryInputs(
-        forecasts=forecasts, legacy_orders=orders, customers=customers, territories=territories
+        forecasts=forecasts, dataverse_goals=goals, dataverse_territories=HIERARCHY
+    )
+    # When forecast vs goal is built
+    table = build_forecast_vs_goal(inputs)
+    # Then both West goals count, and the unplaceable one is left out
+    assert table.select("region", "forecast_amount", "goal_amount").rows() == [
+        ("West", Decimal("12.00"), Decimal("15.00")),
+    ]
+
+
+def test_forecast_vs_goal_without_goals_or_forecasts():
+    forecasts = _forecasts((D(2026, 6, 1), Decimal("12.00"), "West", None, None, None))
+    # Given forecasts and no goals (or goals without the territory hierarchy)
+    for inputs in (
+        InMemoryInputs(forecasts=forecasts),
+        InMemoryInputs(forecasts=forecasts, dataverse_goals=GOALS),
+    ):
+        # When forecast vs goal is built
+        table = build_forecast_vs_goal(inputs)
+        # Then the forecast stands against a zero goal, attainment undefined
+        assert table.select("forecast_amount", "goal_amount", "attainment").rows() == [
+            (Decimal("12.00"), Decimal("0.00"), None)
+        ]
+    # Given goals and no forecasts, When built, Then there is no forecast horizon: no rows
+    goals_only = InMemoryInputs(dataverse_goals=GOALS, dataverse_territories=HIERARCHY)
+    assert build_forecast_vs_goal(goals_only).height == 0
+
+
+def _customers(*rows):
+    """``customers`` rows: (customer number, ZIP code)."""
+    return pl.DataFrame(
+        [{"customer_no": c, "zip": z, "is_deleted": False} for c, z in rows],
+        schema={"customer_no": pl.String, "zip": pl.String, "is_deleted": pl.Boolean},
+    )
+
+
+def _postal_codes(*rows):
+    """``dataverse_contoso_postalcodes`` rows: (ZIP code, territory id)."""
+    return pl.DataFrame(
+        [
+            {
+                "contoso_postalcodeid": f"pc-{z}",
+                "contoso_name": z,
+                "contoso_territoryid": t,
+                "is_deleted": False,
+            }
+            for z, t in rows
+        ],
+        schema={
+            "contoso_postalcodeid": pl.String,
+            "contoso_name": pl.String,
+            "contoso_territoryid": pl.String,
+            "is_deleted": pl.Boolean,
+        },
+    )
+
+
+# Springfield and Peoria (two cities of Sangamon, Midwest), and their ZIP codes.
+CITIES = pl.concat([HIERARCHY, _territories(("t-t2", "R1-C1-T2", "Peoria", 3, "t-c1"))])
+ZIPS = _postal_codes(("62701", "t-t1"), ("61602", "t-t2"))
+CUSTOMERS = _customers(("C1", "62701-1234"), ("C2", "61602"), ("C3", "99999"), ("C4", None))
+
+
+def _order(number, customer, day, status, amount, *, deleted=False):
+    return (number, customer, day, None, status, "USD", Decimal(amount), "P1", None, deleted)
+
+
+def _accuracy(forecasts, orders, **tables):
+    inputs = InMemoryInputs(
+        forecasts=forecasts,
+        legacy_orders=orders,
+        customers=CUSTOMERS,
+        dataverse_territories=CITIES,
+        dataverse_contoso_postalcodes=ZIPS,
+    )
+    inputs.frames.update(tables)
+    return build_forecast_accuracy(inputs)
+
+
+def test_forecast_accuracy_places_orders_by_their_customers_zip_on_the_forecasts_row():
+    # Given a June forecast of 200 for Springfield (city level, as intake resolves its code) and
+    # June orders of a customer whose ZIP+4 folds to Springfield's ZIP (a cancelled and a
+    # deleted one among them)
+    forecasts = _forecasts((D(2026, 6, 1), Decimal("200.00"), *SPRINGFIELD))
+    orders = _orders(
+        _order("1", "C1", D(2026, 6, 2), "Shipped", "150.00"),
+        _order("2", "C1", D(2026, 6, 3), "Open", "100.00"),
+        _order("3", "C1", D(2026, 6, 3), "Cancelled", "900.00"),
+        _order("4", "C1", D(2026, 6, 4), "Open", "800.00", deleted=True),
+    )
+    # When accuracy is built
+    table = _accuracy(forecasts, orders)
+    # Then the orders land on the forecast's row: ordered = 250, error = -50,
+    # |error| / ordered = 0.2, accuracy = 0.8
+    assert table.select(
+        *TERRITORY,
+        "forecast_amount",
+        "ordered_amount",
+        "error_amount",
+        "abs_pct_error",
+        "accuracy",
+    ).rows() == [(*SPRINGFIELD, Decimal("200.00"), Decimal("250.00"), Decimal("-50.00"), 0.2, 0.8)]
+
+
+def test_forecast_accuracy_counts_each_order_at_the_level_its_territory_is_forecast():
+    # Given June orders in Springfield (C1: 100) and Peoria (C2: 60)
+    orders = _orders(
+        _order("1", "C1", D(2026, 6, 2), "Open", "100.00"),
+        _order("2", "C2", D(2026, 6, 9), "Open", "60.00"),
+    )
+    # When the reps forecast the Midwest region (region code: county and city null)
+    region = _accuracy(
+        _forecasts((D(2026, 6, 1), Decimal("200.00"), "Midwest", None, None, None)), orders
+    )
+    # Then both cities' orders count on the region's row
+    assert region.select(
+        "region", "county", "city", "forecast_amount", "ordered_amount"
+    ).rows() == [("Midwest", None, None, Decimal("200.00"), Decimal("160.00"))]
+    # When only Springfield is forecast
+    city = _accuracy(_forecasts((D(2026, 6, 1), Decimal("90.00"), *SPRINGFIELD)), orders)
+    # Then Springfield's orders meet its forecast, and Peoria's, which nobody forecast, show on
+    # Peoria's own row against nothing (each order counted once)
+    assert city.select("city", "forecast_amount", "ordered_amount", "accuracy").rows() == [
+        ("Peoria", Decimal("0.00"), Decimal("60.00"), 0.0),
+        ("Springfield", Decimal("90.00"), Decimal("100.00"), 0.9),
+    ]
+
+
+def test_forecast_accuracy_leaves_out_orders_it_cannot_place_and_months_nobody_forecast(caplog):
+    # Given a June forecast for Springfield and June orders of a customer whose ZIP no postal
+    # code maps (C3), of a customer without a ZIP (C4) and of an unknown customer, and a
+    # Springfield order in July, a month nobody forecast
+    forecasts = _forecasts((D(2026, 6, 1), Decimal("100.00"), *SPRINGFIELD))
+    orders = _orders(
+        _order("1", "C1", D(2026, 6, 2), "Open", "80.00"),
+        _order("2", "C3", D(2026, 6, 2), "Open", "1.00"),
+        _order("3", "C4", D(2026, 6, 2), "Open", "2.00"),
+        _order("4", "C9", D(2026, 6, 2), "Open", "3.00"),
+        _order("5", "C1", D(2026, 7, 2), "Open", "4.00"),
+    )
+    # When accuracy is built
+    with caplog.at_level("WARNING", logger="shared.lake.gold"):
+        table = _accuracy(forecasts, orders)
+    # Then only the placeable June order counts, and the three left out are counted in the log
+    assert table.select("month", "city", "forecast_amount", "ordered_amount").rows() == [
+        (D(2026, 6, 1), "Springfield", Decimal("100.00"), Decimal("80.00"))
+    ]
+    assert "3 order(s) in forecast months left out: 2 without a customer ZIP" in caplog.text
+    assert "1 whose ZIP code" in caplog.text
+
+
+def test_forecast_accuracy_without_the_zip_code_map_has_no_ordered_amounts():
+    # Given forecasts and orders, and the hierarchy exported but not the postal codes yet
+    forecasts = _forecasts((D(2026, 6, 1), Decimal("100.00"), *SPRINGFIELD))
+    orders = _orders(_order("1", "C1", D(2026, 6, 2), "Open", "80.00"))
+    inputs = InMemoryInputs(
+        forecasts=forecasts, legacy_orders=orders, customers=CUSTOMERS, dataverse_territories=CITIES
     )
     # When accuracy is built
     table = build_forecast_accuracy(inputs)
-    # Then ordered = 250, error = -50, |error|/ordered = 0.2, accuracy = 0.8
-    assert table.select(
-        "forecast_amount", "ordered_amount", "error_amount", "abs_pct_error", "accuracy"
-    ).rows() == [(Decimal("200.00"), Decimal("250.00"), Decimal("-50.00"), 0.2, 0.8)]
+    # Then the forecast stands with the ordered amount unknown (null), not zero
+    assert table.select("forecast_amount", "ordered_amount", "accuracy").rows() == [
+        (Decimal("100.00"), None, None)
+    ]
 
 
 def test_integration_health_combines_the_run_log_and_the_quarantine():
@@ -371,7 +631,20 @@ def test_the_same_silver_builds_the_same_gold():
     # Given the same inputs twice
     # When every table is built twice
     for build in GOLD_BUILDERS.values():
-        first = build(InMemoryInputs(legacy_orders=ORDERS, quotes=QUOTES))
-        second = build(InMemoryInputs(legacy_orders=ORDERS.reverse(), quotes=QUOTES.reverse()))
+        tables = {
+            "legacy_orders": ORDERS,
+            "quotes": QUOTES,
+            "dataverse_quotes": STATES,
+            "forecasts": _forecasts(
+                (D(2026, 6, 1), Decimal("50.00"), *SPRINGFIELD),
+                (D(2026, 6, 1), Decimal("7.00"), "West", None, None, None),
+            ),
+            "dataverse_goals": GOALS,
+            "dataverse_territories": CITIES,
+            "dataverse_contoso_postalcodes": ZIPS,
+            "customers": _customers(("C1", "62701"), ("C2", "61602")),
+        }
+        first = build(InMemoryInputs(**tables))
+        second = build(InMemoryInputs(**{name: f.reverse() for name, f in tables.items()}))
         # Then the results are identical, even when silver rows come in another order
         assert first.equals(second)
