@@ -7,13 +7,14 @@ step; it exits non-zero if any step failed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -526,12 +527,14 @@ STEPS: list[tuple[str, Step]] = [
     ("dataverse-export-to-lake", step_dataverse_export),
     ("forecasts", step_forecasts),
     ("quote-archive-import", step_archive),
-    ("gold-rebuild", step_gold),
     ("pricing-feed", step_pricing),
     ("availability", step_availability),
     ("sap-inbound", step_sap_inbound),
     ("sap-outbound", step_sap_outbound),
     ("urgent-orders", step_urgent_orders),
+    # Gold last, as its timer would find it: after every job that writes silver (SAP orders
+    # included, which the quote-to-order conversion reads).
+    ("gold-rebuild", step_gold),
     ("dry-run", step_dry_run),
     ("reconcile", step_reconcile),
     ("rejections", step_rejections),
@@ -539,37 +542,63 @@ STEPS: list[tuple[str, Step]] = [
 ]
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
+
+
+@contextlib.contextmanager
+def full_log(path: Path) -> Iterator[None]:
+    """Every log record of the run, at DEBUG and from every logger, into ``path``.
+
+    The file gets the worker's redacting filter the way the worker's own handlers get it
+    (``shared.log.install()`` on the root handlers), so it shows what production would log; it is
+    searched for every issued secret by ``tests/verify/test_secrets_in_logs.py``. The console keeps
+    the level it had.
+    """
+    from shared import log as hub_log
+
+    root = logging.getLogger()
+    level = root.level
+    consoles = [(h, h.level) for h in root.handlers]
+    for console, console_level in consoles:
+        console.setLevel(max(console_level, level))
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
+    hub_log.install()
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        root.removeHandler(handler)
+        handler.close()
+        for console, console_level in consoles:
+            console.setLevel(console_level)
+
+
 def run(*, scale: int = 1000, seed: int = 7) -> int:
+    """Run every step; writes out/demo-summary.json, out/report.html, out/demo.log, and the issued
+    secrets to ``.sandbox/demo/issued-secrets.txt``. Returns the exit code."""
+    OUT.mkdir(exist_ok=True)
+    with full_log(OUT / "demo.log"):
+        return _run(scale=scale, seed=seed)
+
+
+def _run(*, scale: int, seed: int) -> int:
     state = ROOT_STATE / "demo"
     shutil.rmtree(state / "azurite", ignore_errors=True)
-    OUT.mkdir(exist_ok=True)
     summary: dict[str, Any] = {"seed": seed, "scale": scale, "steps": []}
-    failed = False
     http = requests.Session()
     http.trust_env = False
     with World(state, persist=True) as world:
         http.verify = str(world.ca_bundle)
         world.start_app()
         ctx = DemoContext(world, seed, scale, http)
-        for name, step in STEPS:
-            started = time.perf_counter()
-            entry: dict[str, Any] = {"step": name}
-            try:
-                entry["counts"] = step(ctx)
-                entry["status"] = "ok"
-            except Exception as exc:
-                failed = True
-                entry["status"] = "failed"
-                entry["error"] = f"{type(exc).__name__}: {exc}"
-                log.error("demo step %s failed:\n%s", name, traceback.format_exc())
-            entry["seconds"] = round(time.perf_counter() - started, 3)
-            summary["steps"].append(entry)
-            sys.stdout.write(
-                f"{entry['status']:>6}  {name:<28} {json.dumps(entry.get('counts', entry.get('error')))}\n"
-            )
-            sys.stdout.flush()
-            if failed:
-                break
+        try:
+            failed = _run_steps(ctx, summary)
+        finally:
+            world.dump_issued_secrets()
     summary["status"] = "failed" if failed else "ok"
     (OUT / "demo-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     from shared.services.dashboard import render_report
@@ -579,3 +608,28 @@ def run(*, scale: int = 1000, seed: int = 7) -> int:
     (OUT / "report.html").write_text(report, encoding="utf-8")
     sys.stdout.write(f"demo {summary['status']}: out/demo-summary.json, out/report.html\n")
     return 1 if failed else 0
+
+
+def _run_steps(ctx: DemoContext, summary: dict[str, Any]) -> bool:
+    """Run STEPS in order into ``summary`` until one fails; returns whether one failed."""
+    failed = False
+    for name, step in STEPS:
+        started = time.perf_counter()
+        entry: dict[str, Any] = {"step": name}
+        try:
+            entry["counts"] = step(ctx)
+            entry["status"] = "ok"
+        except Exception as exc:
+            failed = True
+            entry["status"] = "failed"
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            log.error("demo step %s failed:\n%s", name, traceback.format_exc())
+        entry["seconds"] = round(time.perf_counter() - started, 3)
+        summary["steps"].append(entry)
+        sys.stdout.write(
+            f"{entry['status']:>6}  {name:<28} {json.dumps(entry.get('counts', entry.get('error')))}\n"
+        )
+        sys.stdout.flush()
+        if failed:
+            break
+    return failed

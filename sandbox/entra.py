@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from sandbox import secrets_registry
 from sandbox.peer import Peer, PeerError, json_response
 from sandbox.tls import Tls
 
@@ -79,7 +80,9 @@ class Issuer:
             "ver": "1.0",
             "jti": uuid.uuid4().hex,
         }
-        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+        token = jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+        secrets_registry.record("entra-jwt", token)
+        return token
 
     def verify(self, token: str | None, audiences: Iterable[str]) -> dict[str, Any]:
         """Return the claims, or raise InvalidToken saying why the token is refused."""
@@ -151,6 +154,7 @@ class EntraPeer(Peer):
         """Register an app (client id, secret); both are generated when not given."""
         client_id = client_id or str(uuid.uuid4())
         secret = secret or secrets.token_urlsafe(32)
+        secrets_registry.record("entra-client-secret", secret)
         with self.lock:
             self.clients[client_id] = secret
         return client_id, secret

@@ -53,6 +53,7 @@ import jwt
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from sandbox import secrets_registry
 from sandbox.entra import InvalidToken, Issuer, bearer
 from sandbox.peer import Peer, PeerError, json_response
 from sandbox.tls import Tls
@@ -156,6 +157,7 @@ class KeyVaultPeer(Peer):
         tags: dict[str, str] | None = None,
     ) -> str:
         """Add a new version of ``name`` (creating the secret) and return the version id."""
+        secrets_registry.record("keyvault-secret", value)
         _check_name(name)
         now = int(time.time())
         version = _Version(

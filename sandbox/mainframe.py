@@ -44,6 +44,7 @@ from typing import Any
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from sandbox import secrets_registry
 from sandbox.entra import bearer
 from sandbox.peer import Peer, PeerError, json_response
 from sandbox.tls import Tls
@@ -192,6 +193,7 @@ class MainframePeer(Peer):
     # ---- python API ----------------------------------------------------------------------------
     def register_client(self, client_id: str, secret: str) -> None:
         """Register (or re-key) an API client; rotating a secret is registering it again."""
+        secrets_registry.record("mainframe-client-secret", secret)
         with self.lock:
             self.clients[client_id] = secret
 
@@ -246,6 +248,7 @@ class MainframePeer(Peer):
         if expected is None or not secrets.compare_digest(secret.encode(), expected.encode()):
             raise PeerError(401, "08", "INVALID CLIENT CREDENTIALS")
         token = secrets.token_urlsafe(32)
+        secrets_registry.record("mainframe-token", token)
         now = time.time()
         lifetime = self.token_lifetime_seconds
         with self.lock:

@@ -51,6 +51,7 @@ import requests
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from sandbox import secrets_registry
 from sandbox.peer import Peer, PeerError, json_response
 from sandbox.tls import Tls
 
@@ -74,6 +75,7 @@ class QuotingToolPeer(Peer):
         if not hmac_secret:
             raise ValueError("the Quoting Tool needs a non-empty HMAC secret")
         self._initial_secret = hmac_secret
+        secrets_registry.record("quotingtool-hmac-secret", hmac_secret)
         self._initial_tolerance = tolerance_seconds
         self.hmac_secret = hmac_secret
         self.tolerance_seconds = tolerance_seconds
@@ -221,6 +223,7 @@ class QuotingToolPeer(Peer):
             if not isinstance(row["hmacSecret"], str) or not row["hmacSecret"]:
                 raise PeerError(400, "BadRequest", "hmacSecret must be a non-empty string")
             self.hmac_secret = row["hmacSecret"]
+            secrets_registry.record("quotingtool-hmac-secret", self.hmac_secret)
         if "toleranceSeconds" in row:
             if not isinstance(row["toleranceSeconds"], int) or row["toleranceSeconds"] < 0:
                 raise PeerError(

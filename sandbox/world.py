@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import azurite as azurite_mod
+from sandbox import secrets_registry
 from sandbox import tls as tls_mod
 from sandbox.entra import EntraPeer, Issuer
 from sandbox.peer import Peer
@@ -115,6 +116,9 @@ class World:
             for key, name in SECRET_NAMES.items():
                 vault.set_secret(name, self.secret_values[key])  # type: ignore[attr-defined]
             self.azurite = self.shared_azurite or (launch.wait(20.0) if launch else None)
+            for key, value in self.secret_values.items():
+                secrets_registry.record(f"configured-{key}", value)
+            secrets_registry.record("service-bus-key", self.service_bus_key)
         except BaseException:
             if launch is not None and self.azurite is None:
                 launch.kill()
@@ -234,7 +238,20 @@ class World:
 
         os.environ.update(self.settings())
         self.hub = LocalApp().start(port=self.ports.hub if port is None else port)
+        secrets_registry.record("function-key", self.hub.function_key)
+        secrets_registry.record("master-key", self.hub.devhost.master_key)
         return self.hub
+
+    @property
+    def issued_secrets_path(self) -> Path:
+        """Where :meth:`dump_issued_secrets` writes: the state dir, never ``out/``."""
+        return self.state_dir / "issued-secrets.txt"
+
+    def dump_issued_secrets(self) -> Path:
+        """Write every secret and token this process's sandbox issued (``sandbox.secrets_registry``)
+        for a search in another process (``python -m sandbox.scan_secrets``)."""
+        secrets_registry.dump(self.issued_secrets_path)
+        return self.issued_secrets_path
 
 
 @contextlib.contextmanager

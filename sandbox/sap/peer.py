@@ -60,6 +60,7 @@ from urllib.parse import quote, unquote, urlencode
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from sandbox import secrets_registry
 from sandbox.entra import InvalidToken, Issuer, bearer
 from sandbox.peer import Peer, PeerError, json_response
 from sandbox.sap import model
@@ -590,6 +591,8 @@ class SapPeer(Peer):
             expires=time.time() + self.session_timeout,
         )
         self.sessions[session.id] = session
+        secrets_registry.record("sap-session-id", session.id)
+        secrets_registry.record("sap-csrf-token", session.token)
         secure = "; secure" if self.tls is not None else ""
         return session, [
             f"{self.cookie_name}={session.id}; path=/; HttpOnly{secure}",
