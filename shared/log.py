@@ -66,7 +66,14 @@ class RedactingFilter(logging.Filter):
 
 
 def install() -> None:
-    """Attach the redacting filter to every root handler (idempotent)."""
+    """Attach the redacting filter to every root handler (idempotent) and quiet the Azure SDK's
+    per-request header dump, as ``host.json`` does for the host's own ``Azure.Core`` category."""
+    # The SDK's HTTP logging policy writes every request's and response's headers at INFO: on the
+    # urgent-order path that is several lines per message and a measurable share of its CPU time
+    # (docs/performance.md). A level an operator set explicitly is left alone.
+    sdk_http = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+    if sdk_http.level == logging.NOTSET:
+        sdk_http.setLevel(logging.WARNING)
     root = logging.getLogger()
     if not root.handlers:
         handler: logging.Handler = logging.StreamHandler()

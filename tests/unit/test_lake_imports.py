@@ -101,3 +101,20 @@ def test_probe_detects_a_heavy_import():
     loaded = _heavy_modules_after_importing("polars")
     # Then the probe reports it
     assert loaded == ["polars"]
+
+
+def test_function_app_does_not_load_the_service_bus_sdk():
+    # Given a fresh interpreter (the Service Bus SDK is only for the operator's dead-letter tools;
+    # triggers and output bindings are the host's, so loading it would only slow cold start)
+    probe = "import sys, function_app; print(sorted(m for m in sys.modules if m.startswith('azure.servicebus')))"
+    # When the app is imported
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    # Then azure.servicebus is not among the loaded modules
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
