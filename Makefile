@@ -5,6 +5,7 @@ SHELL := /bin/bash
 VENV      := .venv
 VPY       := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 NODE_STAMP := node_modules/.installed
 # checkov (IaC scan) lives in its own venv: its exact pins conflict with the app's dependencies.
 TOOLS     := .venv-tools
@@ -75,14 +76,21 @@ demo: setup
 browser:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
+# The long suites, then scripts/verify_report.py: out/verify.json always, and the figures section of
+# docs/reliability.md for a complete run. Fails if pytest failed or the report is not complete.
 verify: setup browser
 	@mkdir -p out
 	$(VPY) -m pytest -m verify --no-header --junitxml=out/verify-junit.xml; rc=$$?; \
-	$(VPY) -c 'import json,glob,pathlib,xml.etree.ElementTree as ET; s=ET.parse("out/verify-junit.xml").getroot().find("testsuite"); c={k:int(s.get(k,0)) for k in ("tests","failures","errors","skipped")}; figs={pathlib.Path(p).stem.removeprefix("verify-"):json.loads(pathlib.Path(p).read_text()) for p in sorted(glob.glob("out/verify-*.json"))}; pathlib.Path("out/verify.json").write_text(json.dumps({"passed":c["failures"]==0 and c["errors"]==0 and c["tests"]>0,"tests":c,"suites":figs},indent=2)+"\n")'; \
+	if ! $(VPY) scripts/verify_report.py && [ $$rc -eq 0 ]; then rc=1; fi; \
 	exit $$rc
 
-bench: setup
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@touch $@
+
+bench: setup $(BENCH_STAMP)
 	$(VPY) -m bench
+	$(VPY) -m bench.docs
 
 sandbox: setup
 	$(VPY) -m sandbox serve --app

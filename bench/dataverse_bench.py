@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench.report import Row, spread_text
 from sandbox import tls as tls_mod
 from sandbox.dataverse import DataversePeer
 from sandbox.entra import Issuer
@@ -93,6 +94,57 @@ def run(rows: int, latency_ms: int, loop_rows: int) -> dict[str, Any]:
         return results
     finally:
         peer.stop()
+
+
+def rows(samples: list[dict[str, Any]]) -> list[Row]:
+    """The Dataverse figures of several runs, against the issue's targets."""
+    rows_loaded = samples[0]["rows"]
+    latency = samples[0]["latency_ms"]
+    timed = f"latency_{latency}ms"
+    section = f"Dataverse load: {rows_loaded:,} rows (flow 6)"
+    loop = [s["one_patch_per_record_loop"]["extrapolated_seconds_for_rows"] for s in samples]
+    return [
+        Row.of(
+            "requests per 1,000 rows",
+            [s[timed]["requests_per_1000_rows"] for s in samples],
+            "requests",
+            section=section,
+            baseline="one PATCH per record: 1,000 requests",
+            target="≤ 2",
+            met=lambda v: v <= 2,
+        ),
+        Row.of(
+            "fewer requests than one PATCH per record",
+            [s["fewer_requests_factor"] for s in samples],
+            "×",
+            section=section,
+            target="≥ 500×",
+            met=lambda v: v >= 500,
+        ),
+        Row.of(
+            f"wall time at {latency} ms per request",
+            [s[timed]["seconds"] for s in samples],
+            "s",
+            section=section,
+            baseline=f"one PATCH per record: {spread_text(loop, 's')} (extrapolated)",
+        ),
+        Row.of(
+            f"wall-time speed-up over one PATCH per record ({latency} ms)",
+            [s["speedup_wall_time"] for s in samples],
+            "×",
+            section=section,
+            target="≥ 20×",
+            met=lambda v: v >= 20,
+        ),
+        Row.of(
+            "client ceiling at 0 ms latency",
+            [s["no_latency"]["rows_per_minute"] for s in samples],
+            "rows/min",
+            section=section,
+            target="≥ 50,000 rows/min",
+            met=lambda v: v >= 50_000,
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

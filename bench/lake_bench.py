@@ -1,16 +1,23 @@
-"""Lake throughput: generated legacy records through bronze -> silver -> gold on Azurite.
+"""Lake throughput and memory: generated legacy records through bronze -> silver -> gold on Azurite.
 
-Target (issue): 100k legacy records at >= 12,000 records/s on 2 cores. The mainframe is replaced
-by an in-memory source of the same port, so the figure is the lake's own cost (gzip, bronze
-uploads, polars conformance, Delta MERGE, gold rebuild), as in the raw floor measurement.
+Targets (issue 9): 100k legacy records at >= 12,000 records/s and at least twice dlt's throughput
+merging the same records into Delta on the same storage; memory bounded by page and batch size,
+not by table size, from 10k to 1M records.
 
-    python -m bench.lake_bench [--records 100000] [--page-size 1000] [--json out/lake_bench.json]
+One run is one child process on a fresh Azurite (``bench.harness``). The mainframe is replaced by
+page files of the wire format (``bench.source``), parsed page by page as the real client parses
+responses, so the figures are the hub's own cost: JSON parsing, gzip bronze uploads, polars
+conformance, Delta MERGE, the run log and the gold rebuild. Three passes on one lake:
 
-Three timed passes on one fresh lake:
+- ``initial``: every record is new (bronze + silver inserts), then gold is rebuilt;
+- ``changes``: every tenth record changed (MERGE updates into the full tables), then gold;
+- ``idle``: nothing changed (one listing request per entity, no blob written), then gold.
 
-- ``initial``: every record is new (bronze + silver inserts) and gold is rebuilt;
-- ``changes``: 10% of the records changed (MERGE updates into the full tables) + gold;
-- ``idle``: nothing changed (one listing per entity, no writes).
+Per pass: seconds for bronze -> silver (the poll) and for gold, and the process's peak resident
+memory in each (``VmHWM``, reset between phases).
+
+    python -m bench.lake_bench --records 100000 --repeats 3        # the hub, as a table
+    python -m bench.lake_bench child --pages DIR --blob-url URL --table-url URL --out FILE
 """
 
 from __future__ import annotations
@@ -18,190 +25,259 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import random
+import logging
+import sys
+import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox import azurite
-from shared.adapters.state import WatermarkStore
-from shared.lake.gold import rebuild_gold
-from shared.lake.storage import LakeConfig, LakeStorage
-from shared.services.poll_mainframe import poll_mainframe
+from bench import harness, source
+from bench.report import Row, median, spread_text
 
-TS = "%Y%m%d%H%M%S"
-SHARE = {"customers": 0.05, "orders": 0.35, "orderlines": 0.55, "inventory": 0.05}
-KEYS = {
-    "customers": ("CUSTNO",),
-    "orders": ("ORDNO",),
-    "orderlines": ("ORDNO", "LINENO"),
-    "inventory": ("PLANT", "ITEMNO"),
-}
+PASSES = ("initial", "changes", "idle")
+OVERLAP = dt.timedelta(seconds=120)
+CONTAINER_PREFIX = "lake-"
 
 
-@dataclass(frozen=True)
-class Page:
-    records: list[dict[str, Any]]
-    asof: dt.datetime
+def _connection_string(blob_url: str) -> str:
+    from sandbox.azurite import ACCOUNT, ACCOUNT_KEY
+
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint={blob_url};"
+    )
 
 
-class MemoryMainframe:
-    """The listing contract of docs/mainframe-api.md over in-memory records."""
+def child(
+    pages: Path, blob_url: str, table_url: str, passes: list[str], storage_pid: int | None = None
+) -> dict[str, Any]:
+    """One run of the hub's lake jobs over a rendered source (in a fresh process)."""
+    # The lake's libraries load before the baseline: their size is a fixed cost, not the data's.
+    import deltalake  # noqa: F401
+    import polars  # noqa: F401
+    import pyarrow  # noqa: F401
 
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-        self.tables: dict[str, list[dict[str, str]]] = {e: [] for e in SHARE}
+    from shared.adapters.state import WatermarkStore
+    from shared.lake.gold import rebuild_gold
+    from shared.lake.storage import LakeConfig, LakeStorage
+    from shared.services.poll_mainframe import poll_mainframe
 
-    def prepare(self) -> None:
-        """Sort once, outside the timed passes: the real gateway's index is not the hub's cost."""
-        for entity, rows in self.tables.items():
-            keys = KEYS[entity]
-            rows.sort(key=lambda r: (r["LSTUPD"], *(r[k] for k in keys)))
-
-    def list_changes(
-        self, entity: str, since: dt.datetime | None, page_size: int = 500
-    ) -> Iterator[Page]:
-        floor = since.strftime(TS) if since else ""
-        rows = [r for r in self.tables[entity] if r["LSTUPD"] > floor]
-        if not rows:
-            yield Page([], self.now)
-            return
-        for start in range(0, len(rows), page_size):
-            yield Page(rows[start : start + page_size], self.now)
-
-
-def generate(total: int, stamp: str, rng: random.Random) -> dict[str, list[dict[str, str]]]:
-    """Legacy-format records (padded ids, implied decimals), about 0.5% of them invalid."""
-    counts = {e: int(total * share) for e, share in SHARE.items()}
-    counts["orderlines"] += total - sum(counts.values())
-    statuses = "ORSICX"
-    customers = [
-        {
-            "CUSTNO": f"C{i:07d}".ljust(10),
-            "CUSTNM": f"Customer {i}".ljust(40),
-            "CITY": "Springfield".ljust(20),
-            "STATE": "IL",
-            "ZIP": f"{62700 + i % 90:05d}",
-            "CNTRY": "US",
-            "STATUS": rng.choice("AAAAIH"),
-            "LSTUPD": stamp,
+    baseline = harness.rss_mib()
+    rendered = source.Rendered.load(pages)
+    storage = LakeStorage(
+        LakeConfig(blob_url, use_emulator=True, container_prefix=CONTAINER_PREFIX)
+    )
+    storage.ensure_containers()
+    watermarks = WatermarkStore.connect(table_url, use_emulator=True, table_name="benchwatermarks")
+    feed = source.PageFileSource(rendered, now=source.INITIAL + dt.timedelta(hours=1))
+    connection = _connection_string(blob_url)
+    results: dict[str, Any] = {}
+    for name in passes:
+        if name == "changes":
+            feed.generations, feed.now = 2, source.CHANGED + dt.timedelta(minutes=5)
+        elif name == "idle":
+            feed.now = source.CHANGED + dt.timedelta(minutes=15)
+        blobs_before = sum(harness.count_blobs(connection, CONTAINER_PREFIX).values())
+        requests_before = feed.requests
+        storage_cpu = harness.process_cpu_seconds(storage_pid) if storage_pid else 0.0
+        harness.reset_peak_rss()
+        cpu = time.process_time()
+        start = time.perf_counter()
+        polled = poll_mainframe(
+            feed, watermarks, storage, overlap=OVERLAP, page_size=rendered.page_size
+        )
+        poll_done = time.perf_counter()
+        poll_cpu = time.process_time() - cpu
+        poll_peak = harness.peak_rss_mib()
+        harness.reset_peak_rss()
+        gold = rebuild_gold(storage)
+        done = time.perf_counter()
+        total_cpu = time.process_time() - cpu
+        if storage_pid:
+            storage_cpu = harness.process_cpu_seconds(storage_pid) - storage_cpu
+        gold_peak = harness.peak_rss_mib()
+        blobs_after = sum(harness.count_blobs(connection, CONTAINER_PREFIX).values())
+        results[name] = {
+            "records": polled.read,
+            "requests": feed.requests - requests_before,
+            "poll_seconds": round(poll_done - start, 3),
+            "gold_seconds": round(done - poll_done, 3),
+            "total_seconds": round(done - start, 3),
+            "poll_cpu_seconds": round(poll_cpu, 3),
+            "total_cpu_seconds": round(total_cpu, 3),
+            "storage_cpu_seconds": round(storage_cpu, 3),
+            "poll_peak_rss_mib": poll_peak,
+            "gold_peak_rss_mib": gold_peak,
+            "rss_after_mib": harness.rss_mib(),
+            "blobs_written": blobs_after - blobs_before,
+            "silver_inserted": sum(e.silver_inserted for e in polled.entities.values()),
+            "silver_updated": sum(e.silver_updated for e in polled.entities.values()),
+            "quarantined": sum(e.quarantined for e in polled.entities.values()),
+            "gold_rows": sum(gold.rows.values()),
         }
-        for i in range(counts["customers"])
-    ]
-    orders = [
-        {
-            "ORDNO": f"{i:010d}",
-            "CUSTNO": f"C{rng.randrange(max(1, counts['customers'])):07d}".ljust(10),
-            "ORDDT": f"2026{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}",
-            "REQDT": f"2026{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}",
-            "STATUS": rng.choice(statuses),
-            "CURR": "USD",
-            "TOTAMT": f"{rng.randrange(10_000, 100_000_000):012d}",
-            "PLANT": f"P{rng.randint(1, 5)}00",
-            "SLSREP": f"REP{rng.randint(1, 80):03d}".ljust(8),
-            "QTREF": "".ljust(40),
-            "LSTUPD": stamp,
-        }
-        for i in range(counts["orders"])
-    ]
-    lines = [
-        {
-            "ORDNO": f"{i // 2:010d}",
-            "LINENO": f"{(i % 2 + 1) * 10:04d}",
-            "ITEMNO": f"SKU-{rng.randrange(5000):05d}".ljust(18),
-            "QTY": f"{rng.randrange(1, 10_000_000):08d}",
-            "UPRICE": f"{rng.randrange(100, 1_000_000):010d}",
-            "STATUS": rng.choice(statuses),
-            "LSTUPD": stamp,
-        }
-        for i in range(counts["orderlines"])
-    ]
-    inventory = [
-        {
-            "PLANT": f"P{i % 5 + 1}00",
-            "ITEMNO": f"SKU-{i:05d}".ljust(18),
-            "ONHAND": f"{rng.randrange(10_000):07d}",
-            "ALLOC": f"{rng.randrange(1_000):07d}",
-            "LSTUPD": stamp,
-        }
-        for i in range(counts["inventory"])
-    ]
-    data = {"customers": customers, "orders": orders, "orderlines": lines, "inventory": inventory}
-    for rows in data.values():
-        for row in rng.sample(rows, max(1, len(rows) // 200)):
-            row["STATUS"] = "?"
-    return data
+    return {
+        "records": rendered.total,
+        "changed": rendered.changed,
+        "page_size": rendered.page_size,
+        "baseline_rss_mib": baseline,
+        "passes": results,
+    }
 
 
-def run(total: int, page_size: int) -> dict[str, Any]:
-    rng = random.Random(20260504)
-    t0 = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
-    instance = azurite.start()
-    try:
-        storage = LakeStorage(
-            LakeConfig(
+def run_once(rendered: source.Rendered, passes: tuple[str, ...] = PASSES) -> dict[str, Any]:
+    """One hub run in a fresh process on a fresh Azurite."""
+    with harness.fresh_azurite() as instance:
+        return harness.run_child(
+            "bench.lake_bench",
+            [
+                "child",
+                "--pages",
+                str(rendered.folder),
+                "--blob-url",
                 instance.blob_url,
-                use_emulator=True,
-                container_prefix=f"b{uuid.uuid4().hex[:8]}-",
+                "--table-url",
+                instance.table_url,
+                "--passes",
+                ",".join(passes),
+                "--storage-pid",
+                str(instance.process.pid),
+            ],
+        )
+
+
+def records_per_second(run: dict[str, Any], name: str, *, gold: bool = True) -> float:
+    """Records of a pass over its seconds (bronze -> silver -> gold, or bronze -> silver)."""
+    figures = run["passes"][name]
+    seconds = figures["total_seconds"] if gold else figures["poll_seconds"]
+    return float(figures["records"]) / seconds if seconds else float("nan")
+
+
+def comparison_rows(
+    hub: list[dict[str, Any]], dlt: list[dict[str, Any]], dlt_version: str | None
+) -> list[Row]:
+    """Throughput rows: the hub's runs beside dlt's (paired in the order they ran)."""
+    records = hub[0]["records"]
+    section = f"Lake: {records:,} generated legacy records on Azurite"
+    unit = "records/s"
+    full = [records_per_second(r, "initial") for r in hub]
+    silver_only = [records_per_second(r, "initial", gold=False) for r in hub]
+    changed = [records_per_second(r, "changes") for r in hub]
+    cpu = [
+        r["passes"]["initial"]["total_cpu_seconds"] + r["passes"]["initial"]["storage_cpu_seconds"]
+        for r in hub
+    ]
+    name = f"dlt {dlt_version}" if dlt_version else "dlt"
+    made: list[Row] = []
+    if not dlt:
+        made.append(
+            Row.of(
+                "bronze → silver → gold, initial load",
+                full,
+                unit,
+                section=section,
+                baseline="dlt not installed (make bench installs requirements-bench.txt)",
+                target="≥ 12,000 records/s and ≥ 2× dlt",
+                met=None,
             )
         )
-        storage.ensure_containers()
-        watermarks = WatermarkStore.connect(instance.table_url, use_emulator=True)
-        source = MemoryMainframe(now=t0 + dt.timedelta(hours=1))
-        source.tables = generate(total, t0.strftime(TS), rng)
-        source.prepare()
-        overlap = dt.timedelta(seconds=120)
-        passes: dict[str, Any] = {}
-
-        def timed(name: str) -> None:
-            start = time.perf_counter()
-            result = poll_mainframe(
-                source, watermarks, storage, overlap=overlap, page_size=page_size
-            )
-            polled = time.perf_counter()
-            gold = rebuild_gold(storage)
-            done = time.perf_counter()
-            passes[name] = {
-                "records": result.read,
-                "poll_seconds": round(polled - start, 3),
-                "gold_seconds": round(done - polled, 3),
-                "total_seconds": round(done - start, 3),
-                "records_per_second": round(result.read / (done - start)) if result.read else None,
-                "gold_rows": gold.rows,
-            }
-
-        timed("initial")
-        later = t0 + dt.timedelta(hours=2)
-        changed = 0
-        for rows in source.tables.values():
-            for row in rng.sample(rows, len(rows) // 10):
-                row["LSTUPD"] = later.strftime(TS)
-                changed += 1
-        source.prepare()
-        source.now = later + dt.timedelta(minutes=5)
-        timed("changes")
-        source.now = later + dt.timedelta(minutes=15)
-        timed("idle")
-        return {"records": total, "page_size": page_size, "changed": changed, "passes": passes}
-    finally:
-        instance.stop()
+        made.append(Row.of("bronze → silver only", silver_only, unit, section=section))
+        made.append(
+            Row.of("10% changed: MERGE into the full tables + gold", changed, unit, section=section)
+        )
+        return made
+    dlt_full = [d["passes"]["initial"]["records"] / d["passes"]["initial"]["seconds"] for d in dlt]
+    dlt_changed = [
+        d["passes"]["changes"]["records"] / d["passes"]["changes"]["seconds"] for d in dlt
+    ]
+    dlt_cpu = [
+        d["passes"]["initial"]["cpu_seconds"] + d["passes"]["initial"]["storage_cpu_seconds"]
+        for d in dlt
+    ]
+    dlt_median = median(dlt_full)
+    made.append(
+        Row.of(
+            "bronze → silver → gold, initial load",
+            full,
+            unit,
+            section=section,
+            baseline=f"{name} merge: {spread_text(dlt_full, unit)}",
+            target="≥ 12,000 records/s and ≥ 2× dlt",
+            met=lambda v: v >= 12_000 and v >= 2 * dlt_median,
+            details={"seconds": [r["passes"]["initial"]["total_seconds"] for r in hub]},
+        )
+    )
+    made.append(
+        Row.of(
+            "hub ÷ dlt throughput (bronze → silver → gold vs dlt merge)",
+            [h / d for h, d in zip(full, dlt_full, strict=False)],
+            "×",
+            section=section,
+            baseline="paired runs, alternating hub and dlt",
+            target="≥ 2×",
+            met=lambda v: v >= 2,
+        )
+    )
+    made.append(
+        Row.of(
+            "bronze → silver only (like for like with dlt's merge)",
+            silver_only,
+            unit,
+            section=section,
+            baseline=f"{name} merge: {spread_text(dlt_full, unit)}",
+            details={"hub_over_dlt": round(median(silver_only) / dlt_median, 2)},
+        )
+    )
+    made.append(
+        Row.of(
+            f"{hub[0]['changed']:,} changed records: MERGE into the full tables (+ gold)",
+            changed,
+            unit,
+            section=section,
+            baseline=f"{name} upsert: {spread_text(dlt_changed, unit)}",
+        )
+    )
+    made.append(
+        Row.of(
+            "CPU seconds of the initial load (process + Azurite)",
+            cpu,
+            "s",
+            section=section,
+            baseline=f"{name}: {spread_text(dlt_cpu, 's')}",
+            details={
+                "why": "wall time on a shared 2-core machine depends on the load; CPU less so",
+            },
+        )
+    )
+    return made
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """``child`` runs one measured pass set; without it, a standalone table of hub runs."""
+    parser = argparse.ArgumentParser(prog="python -m bench.lake_bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    one = sub.add_parser("child", help="one measured run (used by the parent)")
+    one.add_argument("--pages", type=Path, required=True)
+    one.add_argument("--blob-url", required=True)
+    one.add_argument("--table-url", required=True)
+    one.add_argument("--passes", default=",".join(PASSES))
+    one.add_argument("--storage-pid", type=int, default=None)
+    one.add_argument("--out", type=Path, required=True)
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--page-size", type=int, default=1000)
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    report = run(args.records, args.page_size)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.command == "child":
+        passes = [p for p in args.passes.split(",") if p]
+        harness.write_result(
+            args.out,
+            child(args.pages, args.blob_url, args.table_url, passes, args.storage_pid),
+        )
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-pages-") as tmp:
+        rendered = source.render(Path(tmp), args.records)
+        runs = [run_once(rendered) for _ in range(args.repeats)]
+    sys.stdout.write(json.dumps(runs, indent=2) + "\n")
     return 0
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
 from azure.core.credentials import TokenCredential
 
 from shared.adapters.dataverse import DataverseClient
-from shared.adapters.deadletters import DeadLetters
 from shared.adapters.mainframe import MainframeClient
 from shared.adapters.quote_store import TABLE as QUOTES_TABLE
 from shared.adapters.quote_store import QuoteStore
@@ -57,6 +57,11 @@ from shared.sync.engine import (
     DeferredStore,
     SyncEngine,
 )
+
+if TYPE_CHECKING:
+    # azure.servicebus (~0.2 s to import) serves only the dead-letter tools and the dashboard's
+    # dead-letter count; importing it here would put it on every function's cold start.
+    from shared.adapters.deadletters import DeadLetters
 
 _cached: list[Callable[[], None]] = []
 
@@ -367,6 +372,8 @@ def dead_letters(connection_string: str | None = None) -> DeadLetters:
     """Dead-letter tools for the app's namespace: a connection string when given (or set in
     ``ServiceBusConnection``), else ``ServiceBusConnection__fullyQualifiedNamespace`` with the
     app's credential, as the Functions extension resolves identity-based connections."""
+    from shared.adapters.deadletters import DeadLetters
+
     s = settings()
     configured = s.service_bus_connection.get_secret_value() if s.service_bus_connection else ""
     text = connection_string or configured
