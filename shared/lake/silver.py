@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.lake.bronze import BronzePage, BronzePageData, BronzeReader, canonical_json
-from shared.lake.delta import ensure_table, with_commit_retry
+from shared.lake.delta import create_with_rows, ensure_table, open_table, with_commit_retry
 from shared.lake.specs import (
     BRONZE_PATH,
     CONTENT_HASH,
@@ -58,6 +58,7 @@ _ROW = "__row"
 _REASON = "__reason"
 _RECORD = "__record"
 _KEY = "__key"
+_DELETED = "__deleted"
 
 
 @dataclass
@@ -291,7 +292,16 @@ def conform_frame(spec: EntitySpec, framed: pl.DataFrame) -> tuple[pl.DataFrame,
     reasons: list[pl.Expr] = [pl.col(PREPARE_ERROR)] if spec.prepare is not None else []
     unreadable = pl.col(PREPARE_ERROR).is_not_null() if spec.prepare is not None else pl.lit(False)
     key_text: list[pl.Expr] = []
-    for column in spec.columns:
+    # Why in steps: the deletion marker and each column's trimmed value, parse and
+    # well-formedness are used by up to five expressions below (typed value, bad, missing,
+    # positive, key), and polars evaluated them once per use (the plan took four times as long
+    # as its parts). Computing them once into temporary columns first, then referring to those,
+    # gives the same values.
+    frame = frame.with_columns(deleted.alias(_DELETED))
+    deleted = pl.col(_DELETED)
+    parts: list[pl.Expr] = []
+    temporary: list[str] = [_DELETED]
+    for index, column in enumerate(spec.columns):
         if column.kind == "ingested":
             # Lineage, not a raw value: always present, nothing to check.
             typed.append(pl.col(INGESTED_AT).alias(column.name))
@@ -299,8 +309,16 @@ def conform_frame(spec: EntitySpec, framed: pl.DataFrame) -> tuple[pl.DataFrame,
         source = pl.col(column.field)
         if column.name in alternate_keys:
             source = pl.coalesce(pl.when(deleted).then(pl.col(alternate_keys[column.name])), source)
-        value = _blank_to_null(source)
-        parsed, well_formed, label = _parse(column, value)
+        value_expr = _blank_to_null(source)
+        parsed_expr, well_formed_expr, label = _parse(column, value_expr)
+        names = (f"__value{index}", f"__parsed{index}", f"__ok{index}")
+        parts += [
+            value_expr.alias(names[0]),
+            parsed_expr.alias(names[1]),
+            well_formed_expr.alias(names[2]),
+        ]
+        temporary += names
+        value, parsed, well_formed = (pl.col(name) for name in names)
         if column.kind == "legacy_date":
             present = value.is_not_null() & (value != "00000000")
         else:
@@ -341,7 +359,7 @@ def conform_frame(spec: EntitySpec, framed: pl.DataFrame) -> tuple[pl.DataFrame,
         deleted_at = pl.when(deleted).then(pl.coalesce(stamp, ingested))
 
     reason = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
-    plan = frame.with_columns(
+    plan = frame.with_columns(*parts).with_columns(
         *typed,
         deleted.alias(IS_DELETED),
         deleted_at.cast(pl.Datetime("us", "UTC")).alias(DELETED_AT),
@@ -356,7 +374,7 @@ def conform_frame(spec: EntitySpec, framed: pl.DataFrame) -> tuple[pl.DataFrame,
             .otherwise(pl.col(spec.modified))
             .alias(spec.modified)
         )
-    staged = plan.collect()
+    staged = plan.collect().drop(temporary)
     invalid = pl.col(_REASON).is_not_null() & (pl.col(_REASON) != "")
     silver_columns = [c.name for c in spec.columns] + [IS_DELETED, DELETED_AT, *LINEAGE_COLUMNS]
     valid = staged.filter(~invalid).select(silver_columns)
@@ -427,6 +445,11 @@ def merge_quarantine(storage: LakeStorage, rejected: pl.DataFrame) -> int:
     data = source.select(schema.names).to_arrow().cast(schema)
 
     def merge() -> int:
+        # The first rejection ever: create the table with the rows (no MERGE against nothing).
+        if open_table(storage, "silver", QUARANTINE_TABLE) is None and create_with_rows(
+            storage, "silver", QUARANTINE_TABLE, data
+        ):
+            return int(data.num_rows)
         table = ensure_table(storage, "silver", QUARANTINE_TABLE, schema)
         metrics = (
             table.merge(
@@ -498,6 +521,13 @@ def merge_silver(storage: LakeStorage, spec: EntitySpec, valid: pl.DataFrame) ->
     earlier = {c: f"s.{c} < t.{c}" for c in spec.earliest}
 
     def merge() -> dict[str, Any]:
+        # An initial load (no table yet) writes the batch's latest rows as the table's first
+        # version: exactly what the MERGE would insert, at a fraction of its cost. A table
+        # created meanwhile by someone else refuses the write and the MERGE below runs instead.
+        if open_table(storage, "silver", spec.table) is None and create_with_rows(
+            storage, "silver", spec.table, data
+        ):
+            return {"num_target_rows_inserted": data.num_rows}
         table = ensure_table(storage, "silver", spec.table, schema)
         merger = table.merge(data, predicate=on, source_alias="s", target_alias="t")
         if spec.soft_delete is not None:

@@ -213,6 +213,35 @@ def test_concurrent_merges_into_one_table_all_land(lake):
     )
 
 
+def test_racing_first_loads_of_an_absent_table_insert_each_order_once(lake):
+    # Given no silver table yet, and four runs that each bring the same two orders plus their own
+    # (an initial load writes its rows as the table's first version, without a MERGE)
+    errors = []
+    barrier = threading.Barrier(4)
+
+    def run(worker):
+        try:
+            barrier.wait()
+            merge_silver(
+                lake,
+                LEGACY_ORDERS,
+                _valid([legacy_order(1), legacy_order(2), legacy_order(100 + worker)]),
+            )
+        except Exception as exc:  # surfaced below; a thread would swallow it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(4)]
+    # When they all try to create the table at the same moment
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then one created it, the others merged into it, and no order is there twice
+    assert errors == []
+    orders = read_frame(lake, "silver", LEGACY_ORDERS.table)["order_no"].to_list()
+    assert sorted(orders) == [f"{n:010d}" for n in (1, 2, 100, 101, 102, 103)]
+
+
 ACCOUNTS = json_spec(
     "accounts",
     source="dataverse",
