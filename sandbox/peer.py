@@ -7,7 +7,12 @@ surface every peer exposes under ``/_sandbox/``:
 - ``POST seed``             ``{table: [records]}`` -> ``{table: count}``
 - ``GET  records/<table>``  everything stored in a table
 - ``PUT  faults``           ``{latencyMs, rate429, retryAfterSeconds, rate5xx, rateTimeout, rateReset, seed}``
-- ``GET  requests``         the log of non-control requests (method, path, status) and counts
+- ``GET  requests``         the log of non-control requests (method, path, status, fault, the
+                            client's ``x-ms-client-request-id``, start and end times) and counts
+- ``PUT|GET|DELETE hold``   hold one request in flight (crash tests): ``{method, path, nth, phase,
+                            timeoutSeconds}``; ``GET ?wait=s`` waits until it is held; ``DELETE``
+                            lets it go (``phase`` before: dropped unanswered, it never ran;
+                            after: it ran, and its answer is sent only now)
 
 Faults are drawn from a ``random.Random(seed)``, so a given seed and request order gives the same
 faults. They apply only to non-control routes. 5xx, timeouts and resets hit either before the
@@ -24,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import socket
 import struct
 import threading
@@ -43,6 +49,7 @@ from sandbox.tls import Tls
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Response]
+CLIENT_REQUEST_ID = "x-ms-client-request-id"
 
 
 class PeerError(Exception):
@@ -99,6 +106,60 @@ class LoggedRequest:
     status: int
     fault: str | None = None
     at: float = field(default_factory=time.time)
+    # One id per logical client request, constant across its retries (Azure SDKs and the hub's
+    # HttpClient send it), so a log reader can count attempts per request and time the waits.
+    clientRequestId: str | None = None
+    started: float | None = None
+
+
+@dataclass
+class Hold:
+    """Which request to hold: the ``nth`` non-control request whose method is ``method`` (any
+    when empty) and whose path with query matches the regular expression ``path``."""
+
+    path: str
+    method: str = ""
+    nth: int = 1
+    phase: str = "before"
+    timeoutSeconds: float = 60.0
+
+    @classmethod
+    def parse(cls, body: Any) -> Hold:
+        if not isinstance(body, dict):
+            raise ValueError("hold takes {path, method, nth, phase, timeoutSeconds}")
+        unknown = set(body) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown hold fields: {sorted(unknown)}")
+        hold = cls(**body)
+        re.compile(hold.path)
+        if not isinstance(hold.nth, int) or hold.nth < 1:
+            raise ValueError("nth must be a positive integer")
+        if hold.phase not in ("before", "after"):
+            raise ValueError("phase must be before or after")
+        if not 0 < float(hold.timeoutSeconds) <= 600:
+            raise ValueError("timeoutSeconds must be within 0..600")
+        return hold
+
+
+class _HoldState:
+    """One armed hold: how many requests matched, and the held one, until it is let go."""
+
+    def __init__(self, rule: Hold) -> None:
+        self.rule = rule
+        self.pattern = re.compile(rule.path)
+        self.matched = 0
+        self.request: dict[str, str] | None = None
+        self.held = threading.Event()
+        self.released = threading.Event()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": asdict(self.rule),
+            "matched": self.matched,
+            "held": self.held.is_set(),
+            "released": self.released.is_set(),
+            "request": self.request,
+        }
 
 
 class _DropConnection(Exception):
@@ -132,6 +193,7 @@ class Peer:
         self.request_log: list[LoggedRequest] = []
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._hold: _HoldState | None = None
         self.base_url = ""
         rules = [
             Rule("/_sandbox/reset", methods=["POST"], endpoint=self._control_reset),
@@ -139,6 +201,7 @@ class Peer:
             Rule("/_sandbox/records/<path:table>", methods=["GET"], endpoint=self._control_records),
             Rule("/_sandbox/faults", methods=["PUT", "GET"], endpoint=self._control_faults),
             Rule("/_sandbox/requests", methods=["GET"], endpoint=self._control_requests),
+            Rule("/_sandbox/hold", methods=["PUT", "GET", "DELETE"], endpoint=self._control_hold),
         ]
         self.url_map = Map(rules + list(self.routes()), strict_slashes=False, merge_slashes=False)
         self.reset()
@@ -179,6 +242,7 @@ class Peer:
             self.faults = Faults()
             self._rng = random.Random(0)
             self.request_log = []
+            self._release_hold()
             self.reset_state()
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -205,21 +269,33 @@ class Peer:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        started = time.time()
         request = Request(environ)
         request.max_content_length = self.max_body_bytes
         control = request.path.startswith("/_sandbox/")
         fault = None if control else self._draw_fault()
+        hold = None if control else self._claim_hold(request)
         try:
+            if hold is not None and hold.rule.phase == "before":
+                hold.released.wait(hold.rule.timeoutSeconds)
+                raise _DropConnection
             response = self._dispatch(request, fault, control)
+            if hold is not None:
+                hold.released.wait(hold.rule.timeoutSeconds)
         except _DropConnection:
-            self._abort(environ, fault or "reset")
+            self._abort(environ, fault or ("hold" if hold is not None else "reset"), started)
             # werkzeug treats ConnectionError as a dropped client and stays quiet about it
             raise ConnectionResetError("sandbox fault: connection reset") from None
         if not control:
             with self.lock:
                 self.request_log.append(
                     LoggedRequest(
-                        request.method, request.full_path.rstrip("?"), response.status_code, fault
+                        request.method,
+                        request.full_path.rstrip("?"),
+                        response.status_code,
+                        fault,
+                        clientRequestId=request.headers.get(CLIENT_REQUEST_ID),
+                        started=started,
                     )
                 )
         return response(environ, start_response)
@@ -273,6 +349,32 @@ class Peer:
             time.sleep(self.faults.timeoutMs / 1000)
         raise _DropConnection
 
+    def _claim_hold(self, request: Request) -> _HoldState | None:
+        """The armed hold, if this request is the one it waits for."""
+        with self.lock:
+            hold = self._hold
+            if hold is None or hold.held.is_set():
+                return None
+            if hold.rule.method and request.method != hold.rule.method.upper():
+                return None
+            path = request.full_path.rstrip("?")
+            if not hold.pattern.search(path):
+                return None
+            hold.matched += 1
+            if hold.matched != hold.rule.nth:
+                return None
+            hold.request = {"method": request.method, "path": path}
+            hold.held.set()
+            return hold
+
+    def _release_hold(self) -> dict[str, Any] | None:
+        with self.lock:
+            hold, self._hold = self._hold, None
+        if hold is None:
+            return None
+        hold.released.set()
+        return hold.as_dict()
+
     def _coin(self) -> bool:
         with self.lock:
             return self._rng.random() < 0.5
@@ -296,11 +398,17 @@ class Peer:
             draw -= rate
         return None
 
-    def _abort(self, environ: dict[str, Any], fault: str) -> None:
+    def _abort(self, environ: dict[str, Any], fault: str, started: float) -> None:
+        header = "HTTP_" + CLIENT_REQUEST_ID.upper().replace("-", "_")
         with self.lock:
             self.request_log.append(
                 LoggedRequest(
-                    environ.get("REQUEST_METHOD", "?"), environ.get("PATH_INFO", "?"), 0, fault
+                    environ.get("REQUEST_METHOD", "?"),
+                    environ.get("PATH_INFO", "?"),
+                    0,
+                    fault,
+                    clientRequestId=environ.get(header),
+                    started=started,
                 )
             )
         sock = environ.get("werkzeug.socket")
@@ -341,6 +449,29 @@ class Peer:
                 self.faults = faults
                 self._rng = random.Random(faults.seed)
         return json_response(asdict(self.faults))
+
+    def _control_hold(self, request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                rule = Hold.parse(self.json_body(request))
+            except (TypeError, ValueError, re.error) as exc:
+                raise PeerError(400, "BadRequest", str(exc)) from None
+            self._release_hold()
+            with self.lock:
+                self._hold = _HoldState(rule)
+                return json_response(self._hold.as_dict())
+        if request.method == "DELETE":
+            return json_response({"released": self._release_hold()})
+        with self.lock:
+            hold = self._hold
+        if hold is None:
+            return json_response({"armed": False})
+        try:
+            wait = min(max(float(request.args.get("wait") or 0), 0.0), 30.0)
+        except ValueError:
+            raise PeerError(400, "BadRequest", "wait must be a number of seconds") from None
+        hold.held.wait(wait)
+        return json_response({"armed": True, **hold.as_dict()})
 
     def _control_requests(self, request: Request) -> Response:
         with self.lock:

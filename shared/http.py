@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from shared.log import correlation_id
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+CLIENT_REQUEST_ID = "x-ms-client-request-id"
+"""One id per logical request, the same on each of its retries (as the Azure SDKs send it), so the
+peer's logs and support can tell a retry from a new request."""
 
 
 def make_session(ca_bundle: Path | str | None = None, pool_size: int = 16) -> requests.Session:
@@ -83,10 +87,15 @@ class RetryStats:
     retries: int = 0
     throttled: int = 0
     slept_seconds: float = 0.0
+    longest_wait: float = 0.0
+    exhausted: int = 0
+    """Logical requests that ran out of attempts (raised TransientError)."""
     by_status: dict[int, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def record(self, status: int | None, *, retried: bool, slept: float = 0.0) -> None:
+    def record(
+        self, status: int | None, *, retried: bool, slept: float = 0.0, exhausted: bool = False
+    ) -> None:
         with self._lock:
             self.requests += 1
             if status is not None:
@@ -94,6 +103,9 @@ class RetryStats:
             if retried:
                 self.retries += 1
                 self.slept_seconds += slept
+                self.longest_wait = max(self.longest_wait, slept)
+            if exhausted:
+                self.exhausted += 1
             if status == 429:
                 self.throttled += 1
 
@@ -139,13 +151,19 @@ class HttpClient:
 
         Returns the final response for any non-retryable status (callers map 4xx themselves).
         Raises TransientError when attempts run out on a retryable failure. A 401 refreshes the
-        token and retries exactly once.
+        token and retries exactly once. Every attempt carries the same ``x-ms-client-request-id``
+        (one given in ``headers`` wins).
         """
         refreshed = False
         attempt = 0
+        request_id = str(uuid.uuid4())
         while True:
             attempt += 1
-            sent_headers = {"x-correlation-id": correlation_id.get(), **(headers or {})}
+            sent_headers = {
+                "x-correlation-id": correlation_id.get(),
+                CLIENT_REQUEST_ID: request_id,
+                **(headers or {}),
+            }
             if self.token is not None:
                 sent_headers["Authorization"] = f"Bearer {self.token(False)}"
             retry_after: float | None = None
@@ -172,7 +190,9 @@ class HttpClient:
                 reason = f"HTTP {status}"
             if attempt >= self.policy.max_attempts:
                 self.stats.record(
-                    response.status_code if response is not None else None, retried=False
+                    response.status_code if response is not None else None,
+                    retried=False,
+                    exhausted=True,
                 )
                 raise TransientError(
                     f"{self.name}: {method} {_path(url)} failed after {attempt} attempts ({reason})",

@@ -468,7 +468,10 @@ class QuoteFlow:
             "dataverseId": dataverse_id,
             "trackingId": record.tracking_id,
             "approvedLines": approved,
-            "qualifiedAt": self.clock().isoformat(),
+            # When Dataverse recorded the qualifying change, not when the hub noticed it: a resend
+            # after a failed delivery must carry the same content under the same idempotency key
+            # (the tool refuses a key reused with another body, 409), so no hub clock goes in.
+            "qualifiedAt": str(row.get("modifiedon") or self.clock().isoformat()),
         }
         self.callbacks.send(event, key)
 

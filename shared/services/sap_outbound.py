@@ -223,8 +223,15 @@ class SapOutbound:
                 try:
                     self.sap.update_sales_order(number, send, current.etag)
                 except EtagConflict as conflict:
-                    result.conflicts += 1
                     fresh = conflict.current
+                    if all(_same(fresh.header.get(k), v) for k, v in send.items()):
+                        # Our PATCH landed and only its answer was lost (the retry then met our
+                        # own new ETag, as SapClient.update_sales_order documents): SAP holds
+                        # exactly what we sent, so there is no conflict to resolve or log.
+                        result.written.append(number)
+                        self._settled(number, row, wanted)
+                        return
+                    result.conflicts += 1
                     touched = [
                         k for k in wanted if not _same(fresh.header.get(k), current.header.get(k))
                     ]

@@ -116,3 +116,34 @@ def test_price_change_from_sales_is_refused_and_reported_never_sent_to_sap(world
     assert refusal.details["sourceOfTruth"] == "sap"
     assert "sourceOfTruthValue" in refusal.details
     assert sap_patches(world, hub_http) == []
+
+
+def test_lost_answer_to_the_sap_patch_is_a_write_not_a_conflict(order_in_both, hub_http):
+    # Given the outbound baseline and a sales user's confirmation in Dataverse
+    world = order_in_both
+    world.hub.run_timer("sap_outbound")
+    as_sales_user(
+        world,
+        hub_http,
+        "salesorders(contoso_sapsalesorder='4801')",
+        {"contoso_confirmed": True, "requestdeliveryby": "2027-02-01"},
+    )
+    # and SAP applying the next PATCH but losing its answer (503 after it ran; the retry then
+    # meets the order's new ETag: 412, docs/sap-api.md, found by the fault soak)
+    response = hub_http.post(
+        f"{world.endpoints()['sap']}/_sandbox/seed",
+        json={"settings": [{"failNext": {"method": "PATCH", "phase": "after", "times": 1}}]},
+    )
+    assert response.status_code == 200, response.text
+    conflicts = wiring.sync_engine().conflicts
+    before = len(conflicts.list("sales_orders"))  # type: ignore[attr-defined]
+    # When the outbound batch runs
+    result = wiring.sap_outbound().run()
+    # Then the change counts as written, SAP holds it, and no conflict was resolved or logged
+    assert result.written == ["4801"]
+    assert (result.conflicts, result.conflicts_lost) == (0, 0)
+    assert len(conflicts.list("sales_orders")) == before  # type: ignore[attr-defined]
+    assert sap_order_now(world, hub_http, "4801")["DeliveryBlockReason"] == ""
+    # (a 403 first is the CSRF token an earlier test's SAP session left behind, fetched anew)
+    statuses = [p["status"] for p in sap_patches(world, hub_http) if p["status"] != 403]
+    assert statuses == [503, 412]
