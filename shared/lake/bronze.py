@@ -299,7 +299,9 @@ class BronzeReader:
         hashes: list[str] = []
         texts: list[str] = []
         first: dict[str, Any] | None = None
-        for line in gzip.decompress(raw).decode().splitlines():
+        # Split on LF only: JSON escapes it inside strings, but not U+0085, U+2028 or U+001C-1E,
+        # which str.splitlines() would also split on, cutting a record in two.
+        for line in gzip.decompress(raw).decode().split("\n"):
             if not line:
                 continue
             envelope = json.loads(line)

@@ -86,6 +86,21 @@ def test_pages_read_back_verified_and_in_run_then_page_order(lake):
     assert pages[0].content_hashes == [content_hash(legacy_order(0))]
 
 
+def test_text_holding_unicode_line_separators_reads_back_whole(lake):
+    # Given a record whose text holds every character str.splitlines() treats as a line break
+    # but JSON leaves unescaped (schemathesis sent such a forecast territory; the lake ingest then
+    # failed on every run)
+    odd = {"territory": "a\x85b\u2028c\u2029d\x1ce\x1df\x1eg\x0bh\x0ci", "n": 1}
+    BronzeWriter(lake).write_page("quotingtool", "forecasts", "run-1", 0, [odd], ingested_at=WHEN)
+    # When the page is read back with verification
+    reader = BronzeReader(lake)
+    pages = [
+        reader.read_page(n, verify=True) for n in reader.list_pages("quotingtool", "forecasts")
+    ]
+    # Then the record comes back whole and its content hash still matches
+    assert [p.records for p in pages] == [[odd]]
+
+
 def test_an_empty_page_is_never_written(lake):
     # Given no records
     # When a page is written
