@@ -75,7 +75,6 @@ class QuotingToolPeer(Peer):
         if not hmac_secret:
             raise ValueError("the Quoting Tool needs a non-empty HMAC secret")
         self._initial_secret = hmac_secret
-        secrets_registry.record("quotingtool-hmac-secret", hmac_secret)
         self._initial_tolerance = tolerance_seconds
         self.hmac_secret = hmac_secret
         self.tolerance_seconds = tolerance_seconds

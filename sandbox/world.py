@@ -113,12 +113,14 @@ class World:
                 MAINFRAME_CLIENT, self.secret_values["mainframe"]
             )
             vault = self.peers["keyVault"]
-            for key, name in SECRET_NAMES.items():
-                vault.set_secret(name, self.secret_values[key])  # type: ignore[attr-defined]
-            self.azurite = self.shared_azurite or (launch.wait(20.0) if launch else None)
+            # Recorded before Key Vault sees them, so they keep their configured kind (a value is
+            # recorded once, under the first kind it is given).
             for key, value in self.secret_values.items():
                 secrets_registry.record(f"configured-{key}", value)
             secrets_registry.record("service-bus-key", self.service_bus_key)
+            for key, name in SECRET_NAMES.items():
+                vault.set_secret(name, self.secret_values[key])  # type: ignore[attr-defined]
+            self.azurite = self.shared_azurite or (launch.wait(20.0) if launch else None)
         except BaseException:
             if launch is not None and self.azurite is None:
                 launch.kill()
