@@ -933,7 +933,7 @@ class _Soak:
                     app = str(row.get("applicationid") or "").lower()
                     labels[row_id] = "user:" + roles.get(app, str(row.get("fullname") or "?"))
                 else:
-                    labels[row_id] = f"{table.entity_set}:{_business_key(table, row)}"
+                    labels[row_id] = f"{table.entity_set}:{business_key(table, row)}"
         return labels
 
     def _sap_snapshot(self) -> dict[str, dict[str, Any]]:
@@ -1056,11 +1056,15 @@ def _tables(schema: Any) -> list[Any]:
     return sorted(schema.tables.values(), key=lambda t: t.entity_set)
 
 
-def _business_key(table: Any, row: Mapping[str, Any]) -> str:
+def business_key(table: Any, row: Mapping[str, Any]) -> str:
+    """The row's first alternate key; rows without one (Dataverse allows any number of rows with
+    an empty key, as the generated accounts without an account number are) by primary name."""
     keys = getattr(table, "keys", None) or []
     if keys:
-        columns = keys[0].columns if hasattr(keys[0], "columns") else keys[0]["columns"]
-        return "|".join(str(row.get(c)) for c in columns)
+        values = [row.get(c) for c in keys[0].columns]
+        if any(v is not None for v in values):
+            return "|".join(str(v) for v in values)
+        return f"~{row.get(table.primary_name)}"
     return str(row.get(table.primary_name) or row.get(table.primary_key))
 
 
@@ -1082,7 +1086,7 @@ def _dataverse_snapshot(
             if table.entity_set == "systemusers":
                 key = labels.get(str(row.get(table.primary_key)).lower(), "user:?")
             else:
-                key = _business_key(table, row)
+                key = business_key(table, row)
             add_record(rows, key, clean)
         out[table.entity_set] = rows
     return out

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.soak import add_record, compare, retry_bounds
+from sandbox.soak import add_record, business_key, compare, retry_bounds
 
 pytestmark = pytest.mark.unit
 
@@ -129,3 +129,20 @@ def test_requests_without_a_client_request_id_are_counted_apart():
     assert bounds.ungrouped == {"entra": 3}
     assert bounds.retries() == {"entra": 0}
     assert bounds.ok
+
+
+def test_rows_without_an_alternate_key_are_told_apart_by_name():
+    # Given Dataverse accounts, two of them without an account number (an empty alternate key,
+    # which Dataverse allows on any number of rows)
+    from sandbox.dataverse.schema import Schema
+
+    accounts = Schema.load().by_set["accounts"]
+    rows = [
+        {"accountnumber": "C0000001", "name": "Fabrikam"},
+        {"accountnumber": None, "name": "Northstar Mechanical"},
+        {"accountnumber": None, "name": "Valley University"},
+    ]
+    # When the snapshot keys them
+    keys = [business_key(accounts, row) for row in rows]
+    # Then each has its own key: the account number, else the name
+    assert keys == ["C0000001", "~Northstar Mechanical", "~Valley University"]
