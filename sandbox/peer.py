@@ -7,8 +7,9 @@ surface every peer exposes under ``/_sandbox/``:
 - ``POST seed``             ``{table: [records]}`` -> ``{table: count}``
 - ``GET  records/<table>``  everything stored in a table
 - ``PUT  faults``           ``{latencyMs, rate429, retryAfterSeconds, rate5xx, rateTimeout, rateReset, seed}``
-- ``GET  requests``         the log of non-control requests (method, path, status, fault, the
-                            client's ``x-ms-client-request-id``, start and end times) and counts
+- ``GET  requests``         the log of non-control requests (method, path, status, fault,
+                            Retry-After, the client's ``x-ms-client-request-id``, start and end
+                            times) and counts
 - ``PUT|GET|DELETE hold``   hold one request in flight (crash tests): ``{method, path, nth, phase,
                             timeoutSeconds}``; ``GET ?wait=s`` waits until it is held; ``DELETE``
                             lets it go (``phase`` before: dropped unanswered, it never ran;
@@ -110,6 +111,8 @@ class LoggedRequest:
     # HttpClient send it), so a log reader can count attempts per request and time the waits.
     clientRequestId: str | None = None
     started: float | None = None
+    retryAfter: str | None = None
+    """The answer's Retry-After header, if it had one (throttling, fault or the system's own)."""
 
 
 @dataclass
@@ -296,6 +299,7 @@ class Peer:
                         fault,
                         clientRequestId=request.headers.get(CLIENT_REQUEST_ID),
                         started=started,
+                        retryAfter=response.headers.get("Retry-After"),
                     )
                 )
         return response(environ, start_response)

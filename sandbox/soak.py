@@ -834,7 +834,6 @@ class _Soak:
             max_attempts=policy.max_attempts,
             base_delay=policy.base_delay,
             max_delay=policy.max_delay,
-            retry_after=self.profile.retry_after_seconds if self.faults else None,
         )
         retries["byPeer"] = bounds.retries()
         retries["total"] = sum(bounds.retries().values())
@@ -1209,22 +1208,24 @@ def retry_bounds(
     max_attempts: int,
     base_delay: float,
     max_delay: float,
-    retry_after: float | None,
 ) -> RetryBounds:
     """Check every logical request in the peers' logs against the retry policy.
 
     Requests are grouped by ``clientRequestId`` (one per logical request, the same on its
     retries). For the hub's ``HttpClient`` peers a request may make ``max_attempts`` attempts plus
-    one after a 401 (a token refresh is not a failed attempt); every wait after a 429 that carried
-    the fault's ``Retry-After`` must be at least that long, and no wait may exceed the policy's
-    ceiling for that attempt (``min(max_delay, base·2^(n-1))``, or the Retry-After) plus
-    ``WAIT_SLACK_SECONDS``. A wait is measured on the peer: from the end of one attempt to the
-    start of the next. Key Vault is reached through azure-core, whose default policy allows
-    ``retry_total`` retries plus the authentication challenge; its attempts are checked, its
-    waits (capped at ``retry_backoff_max``) are only measured. Entra's token requests (msal)
-    carry no client request id: they are counted as ungrouped.
+    one after a 401 (a token refresh is not a failed attempt). After an answer with Retry-After
+    (an injected 429, or the system's own throttling such as Dataverse's service protection) the
+    next attempt must wait at least ``min(Retry-After, max_delay)``: the policy honours the header
+    up to its cap. No wait may exceed the policy's ceiling for it (that, or ``min(max_delay,
+    base·2^(n-1))`` without the header) by more than ``WAIT_SLACK_SECONDS``. A wait is measured
+    on the peer: from the end of one attempt to the start of the next. Key Vault is reached
+    through azure-core, whose default policy allows ``retry_total`` retries plus the
+    authentication challenge; its attempts are checked, its waits only measured. Entra's token
+    requests (msal) carry no client request id: they are counted as ungrouped.
     """
     from azure.core.pipeline.policies import RetryPolicy as CoreRetryPolicy
+
+    from shared.http import parse_retry_after
 
     core = CoreRetryPolicy()
     limits = dict.fromkeys(HUB_HTTP_PEERS, max_attempts + 1)
@@ -1270,15 +1271,15 @@ def retry_bounds(
                 if before["status"] == 401:
                     continue
                 failed += 1
-                throttled = before.get("fault") == "429" and retry_after is not None
-                if throttled:
-                    assert retry_after is not None
+                retry_after = parse_retry_after(before.get("retryAfter"))
+                if retry_after is not None:
+                    ceiling = min(retry_after, max_delay)
                     bounds.retry_after_waits += 1
                     shortest = bounds.shortest_retry_after_wait
                     bounds.shortest_retry_after_wait = (
                         gap if shortest is None else min(shortest, gap)
                     )
-                    if gap < retry_after - RETRY_AFTER_TOLERANCE:
+                    if gap < ceiling - RETRY_AFTER_TOLERANCE:
                         bounds.violations.append(
                             {
                                 "peer": peer,
@@ -1288,7 +1289,6 @@ def retry_bounds(
                                 "retryAfter": retry_after,
                             }
                         )
-                    ceiling = min(retry_after, max_delay)
                 else:
                     ceiling = min(max_delay, base_delay * 2 ** (failed - 1))
                 bounds.most_over_ceiling = max(bounds.most_over_ceiling, gap - ceiling)

@@ -13,7 +13,7 @@ from sandbox.soak import add_record, business_key, compare, retry_bounds
 
 pytestmark = pytest.mark.unit
 
-POLICY = {"max_attempts": 6, "base_delay": 0.05, "max_delay": 5.0, "retry_after": 1.0}
+POLICY = {"max_attempts": 6, "base_delay": 0.05, "max_delay": 5.0}
 
 
 def snapshot(rows: dict[str, Any]) -> dict[str, Any]:
@@ -21,13 +21,19 @@ def snapshot(rows: dict[str, Any]) -> dict[str, Any]:
 
 
 def attempt(
-    request_id: str, started: float, ended: float, status: int, fault: str | None = None
+    request_id: str,
+    started: float,
+    ended: float,
+    status: int,
+    fault: str | None = None,
+    retry_after: str | None = None,
 ) -> dict[str, Any]:
     return {
         "method": "GET",
         "path": "/api/data/v9.2/quotes",
         "status": status,
         "fault": fault,
+        "retryAfter": retry_after,
         "clientRequestId": request_id,
         "started": started,
         "at": ended,
@@ -77,7 +83,7 @@ def test_requests_within_their_bounds_pass():
     # 0.04 s (the first backoff ceiling is 0.05 s)
     logs = {
         "dataverse": [
-            attempt("a", 0.0, 0.01, 429, "429"),
+            attempt("a", 0.0, 0.01, 429, "429", "1"),
             attempt("a", 1.03, 1.05, 200),
             attempt("b", 2.0, 2.01, 503, "5xx"),
             attempt("b", 2.05, 2.06, 200),
@@ -104,7 +110,7 @@ def test_too_many_attempts_is_a_violation():
 
 def test_a_retry_sooner_than_retry_after_is_a_violation():
     # Given a throttled request retried after 0.2 s although the peer said Retry-After: 1
-    logs = {"dataverse": [attempt("a", 0.0, 0.01, 429, "429"), attempt("a", 0.21, 0.22, 200)]}
+    logs = {"dataverse": [attempt("a", 0.0, 0.01, 429, "429", "1"), attempt("a", 0.21, 0.22, 200)]}
     # When the bounds are checked
     bounds = retry_bounds(logs, **POLICY)
     # Then the early retry is a violation
@@ -146,3 +152,19 @@ def test_rows_without_an_alternate_key_are_told_apart_by_name():
     keys = [business_key(accounts, row) for row in rows]
     # Then each has its own key: the account number, else the name
     assert keys == ["C0000001", "~Northstar Mechanical", "~Valley University"]
+
+
+def test_the_systems_own_long_retry_after_is_honoured_up_to_the_cap():
+    # Given Dataverse's service protection answering 429 with Retry-After: 30 (no injected fault);
+    # the policy waits min(30, cap 5 s)
+    logs = {
+        "dataverse": [
+            attempt("a", 0.0, 0.01, 429, None, "30"),
+            attempt("a", 5.02, 5.03, 429, None, "30"),
+            attempt("a", 8.0, 8.01, 200),
+        ]
+    }
+    # When the bounds are checked
+    bounds = retry_bounds(logs, **POLICY)
+    # Then the first wait (5 s, the cap) passes and the second (3 s, short of the cap) does not
+    assert [(v["kind"], v["wait"]) for v in bounds.violations] == [("retry-after", 2.97)]
