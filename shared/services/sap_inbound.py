@@ -79,6 +79,12 @@ class DataverseWriter(Protocol):
         """Bulk upsert by key."""
         ...
 
+    def ids_by(
+        self, entity_set: str, column: str, values: Iterable[str], *, id_column: str
+    ) -> dict[str, str]:
+        """The ids of the rows whose ``column`` is one of ``values``, by value."""
+        ...
+
 
 def to_raw(data: Mapping[str, Any]) -> dict[str, Any]:
     """A SAP record in JSON form for bronze and the deferred store.
@@ -164,10 +170,13 @@ class SapInbound:
         fresh = {o["SalesOrder"]: o for o in orders}
         # A deferred order read again is replaced by its newer version.
         pending = [d.record for d in retry_orders if d.key not in fresh]
-        self._orders([*pending, *fresh.values()], result, cache)
         fresh_assets = {a["Equipment"]: a for a in assets}
         pending_assets = [d.record for d in retry_assets if d.key not in fresh_assets]
-        self._assets([*pending_assets, *fresh_assets.values()], result, cache)
+        all_orders = [*pending, *fresh.values()]
+        all_assets = [*pending_assets, *fresh_assets.values()]
+        self._look_up(cache, all_orders, all_assets)
+        self._orders(all_orders, result, cache)
+        self._assets(all_assets, result, cache)
 
         for entity, (mark, value) in {
             "A_SalesOrder": order_mark,
@@ -227,6 +236,36 @@ class SapInbound:
             stage.commit()
 
     # ---- Dataverse ----------------------------------------------------------------------------
+    def _look_up(
+        self,
+        cache: dict[tuple[str, str], str | None],
+        orders: Sequence[Mapping[str, Any]],
+        assets: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Resolve every parent the batch binds to in a few queries, not one GET per key."""
+        wanted: dict[tuple[str, str], set[str]] = {
+            ("accounts", "accountnumber"): set(),
+            ("products", "productnumber"): set(),
+            ("quotes", "contoso_quotingtoolid"): set(),
+        }
+        for order in orders:
+            wanted["accounts", "accountnumber"].add(str(order.get("SoldToParty") or ""))
+            wanted["quotes", "contoso_quotingtoolid"].add(
+                str(order.get("PurchaseOrderByCustomer") or "")
+            )
+            for item in order.get("to_Item", []):
+                wanted["products", "productnumber"].add(str(item.get("Material") or ""))
+        for asset in assets:
+            wanted["accounts", "accountnumber"].add(_owner(asset) or "")
+            wanted["products", "productnumber"].add(str(asset.get("Material") or ""))
+        for (entity_set, column), values in wanted.items():
+            values.discard("")
+            ids = self.dataverse.ids_by(
+                entity_set, column, values, id_column=_ID_COLUMNS[entity_set]
+            )
+            for value in values:
+                cache[(entity_set, value)] = ids.get(value)
+
     def _exists(
         self, cache: dict[tuple[str, str], str | None], entity_set: str, column: str, value: str
     ) -> str | None:

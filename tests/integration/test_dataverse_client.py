@@ -98,6 +98,25 @@ def test_query_filters_with_escaped_literals_and_follows_next_links(
     assert sneaky == []
 
 
+def test_ids_by_resolves_many_keys_in_one_query_per_fifty_case_insensitively(
+    dataverse_client: DataverseClient, dv
+):
+    # Given 120 accounts, one with a quote in its number
+    numbers = [f"AC-{i:03d}" for i in range(119)] + ["O'Neil"]
+    dv.seed({"accounts": [{"accountnumber": n, "name": n} for n in numbers]})
+    stored = {r["accountnumber"]: r["accountid"] for r in dv.records("accounts")}
+    before = len(dv.requests())
+    # When 110 of them, one in other case, a missing number and a blank are looked up
+    wanted = [*numbers[:109], "o'neil", "NO-SUCH", ""]
+    ids = dataverse_client.ids_by("accounts", "accountnumber", wanted, id_column="accountid")
+    # Then each existing one maps to its id under the value asked for, the rest are absent
+    assert ids == {**{n: stored[n] for n in numbers[:109]}, "o'neil": stored["O'Neil"]}
+    # and it took one query per 50 distinct values, not one GET per value
+    queries = dv.requests()[before:]
+    assert [q["method"] for q in queries] == ["GET"] * 3
+    assert all(q["path"].startswith("/api/data/v9.2/accounts?") for q in queries)
+
+
 def test_4xx_maps_to_permanent_error_with_the_dataverse_code(dataverse_client: DataverseClient):
     with pytest.raises(PermanentError) as bad:
         dataverse_client.upsert("accounts", {"accountnumber": "E-1"}, {"name": "x" * 161})
