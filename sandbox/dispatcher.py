@@ -20,8 +20,9 @@ and /work/shared/reference/protocols.md):
   succeeds; messages sent with ``send()`` inside a handler go out at once, as an SDK client's do.
 
 The handler receives a real ``azure.functions.ServiceBusMessage`` with the trigger metadata the
-host supplies. Delivery is one message at a time, deterministic: the lowest enqueue order among
-the messages that may be delivered next, across all queues.
+host supplies. By default delivery is one message at a time, deterministic: the lowest enqueue
+order among the messages that may be delivered next, across all queues. ``run_until_idle(
+concurrency=n)`` delivers ``n`` at once, as the host's ``maxConcurrentCalls`` does.
 """
 
 from __future__ import annotations
@@ -142,13 +143,15 @@ class _Queue:
     binding: QueueBinding
     # One FIFO per session (key None on a queue without sessions: the queue is one FIFO).
     fifos: dict[str | None, deque[_Envelope]] = field(default_factory=dict)
+    # Sessions with a message in flight: a session is delivered one message at a time.
     busy: set[str | None] = field(default_factory=set)
+    in_flight: int = 0
     dead: list[DeadLetter] = field(default_factory=list)
     seen_ids: dict[str, float] = field(default_factory=dict)
     sequence: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def pending(self) -> int:
-        return sum(len(fifo) for fifo in self.fifos.values()) + len(self.busy)
+        return sum(len(fifo) for fifo in self.fifos.values()) + self.in_flight
 
 
 class _Delivery(threading.local):
@@ -316,14 +319,28 @@ class Dispatcher:
         return False
 
     # ---- delivering -----------------------------------------------------------------------------
-    def run_until_idle(self, max_messages: int | None = None) -> DispatchStats:
-        """Deliver in the calling thread until no message is left (including those the handlers
-        sent), or ``max_messages`` deliveries were made. Returns this run's counters."""
+    def run_until_idle(
+        self, max_messages: int | None = None, *, concurrency: int = 1
+    ) -> DispatchStats:
+        """Deliver until no message is left (including those the handlers sent), or
+        ``max_messages`` deliveries were made. Returns this run's counters.
+
+        ``concurrency`` > 1 delivers on that many threads at once, as the host does up to
+        ``maxConcurrentCalls`` / ``maxConcurrentSessions``: one session is still delivered
+        strictly in order, but messages without a session (and different sessions) overlap, so
+        the order of outcomes is no longer deterministic."""
         if self._thread is not None:
             raise RuntimeError("the background delivery thread is running; stop() it first")
         if self._delivery.outputs is not None:
             raise RuntimeError("run_until_idle() called from inside a handler")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if concurrency > 1 and max_messages is not None:
+            raise ValueError("max_messages needs concurrency=1 (it counts deliveries in order)")
         before = self.stats
+        if concurrency > 1:
+            self._deliver_concurrently(concurrency)
+            return self.stats.minus(before)
         delivered = 0
         while max_messages is None or delivered < max_messages:
             outcome = self._deliver_next()
@@ -332,21 +349,61 @@ class Dispatcher:
             delivered += outcome
         return self.stats.minus(before)
 
+    def _deliver_concurrently(self, workers: int) -> None:
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            while True:
+                with self._lock:
+                    # Idle only when nothing is ready and nothing is in flight: a delivery in
+                    # flight may still send messages or release its session's next one.
+                    while not self._ready and self._in_flight and not errors:
+                        self._wakeup.wait(0.1)
+                    if not self._ready or errors:
+                        self._wakeup.notify_all()
+                        return
+                try:
+                    self._deliver_next()
+                except BaseException as exc:  # a dispatcher fault, not a handler's: stop all
+                    with self._lock:
+                        errors.append(exc)
+                        self._wakeup.notify_all()
+                    return
+
+        threads = [
+            threading.Thread(target=work, name=f"servicebus-call-{n}", daemon=True)
+            for n in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+
     def _deliver_next(self) -> int | None:
         """Deliver (or expire) the next message. None: nothing to do; else deliveries made."""
         with self._lock:
             while True:
                 if not self._ready:
                     return None
-                _, queue, key = heapq.heappop(self._ready)
+                order, queue, key = heapq.heappop(self._ready)
                 state = self._queues[queue]
-                envelope = state.fifos[key].popleft()
+                fifo = state.fifos.get(key)
+                if not fifo or fifo[0].order != order or key in state.busy:
+                    continue  # a stale entry: that message was taken, or its session is busy
+                envelope = fifo.popleft()
+                if key is None:
+                    # No session: the next message may go while this one is in flight.
+                    self._push_head(state, key)
+                else:
+                    state.busy.add(key)
                 expires = envelope.expires_at
                 if expires is not None and self._clock() >= expires:
                     self._expire(state, envelope)
                     self._release(state, key)
                     return 0
-                state.busy.add(key)
+                state.in_flight += 1
                 self._in_flight += 1
                 envelope.delivery_count += 1
                 self._stats.deliveries += 1
@@ -354,6 +411,7 @@ class Dispatcher:
                 break
         error = self._invoke(state.binding, message)
         with self._lock:
+            state.in_flight -= 1
             self._in_flight -= 1
             if error is None:
                 self._stats.completed += 1
@@ -368,7 +426,9 @@ class Dispatcher:
                 self._stats.abandoned += 1
                 # Abandon: the message is available again at once, ahead of its session's
                 # later messages (it keeps its place and sequence number).
-                state.fifos[key].appendleft(envelope)
+                state.fifos.setdefault(key, deque()).appendleft(envelope)
+                if key is None:
+                    self._push_head(state, key)
             self._release(state, key)
             self._wakeup.notify_all()
         return 1
@@ -397,13 +457,20 @@ class Dispatcher:
         return None
 
     def _release(self, state: _Queue, key: str | None) -> None:
+        if key is None:
+            return  # a queue without sessions keeps its head in the ready heap (_push_head)
         state.busy.discard(key)
         fifo = state.fifos.get(key)
         if fifo:
-            heapq.heappush(self._ready, (fifo[0].order, state.binding.queue, key))
-        elif fifo is not None and key is not None:
+            self._push_head(state, key)
+        elif fifo is not None:
             # Forget drained sessions so that a long run with many sessions stays small.
             del state.fifos[key]
+
+    def _push_head(self, state: _Queue, key: str | None) -> None:
+        fifo = state.fifos.get(key)
+        if fifo:
+            heapq.heappush(self._ready, (fifo[0].order, state.binding.queue, key))
 
     def _expire(self, state: _Queue, envelope: _Envelope) -> None:
         self._stats.expired += 1

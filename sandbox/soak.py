@@ -77,6 +77,13 @@ HUB_HTTP_PEERS = ("dataverse", "sap", "mainframe", "quotingTool")
 """Peers the hub reaches through ``shared.http.HttpClient`` (its retry policy applies)."""
 SDK_PEERS = ("keyVault",)
 """Peers the hub reaches through an Azure SDK client (azure-core's retry policy applies)."""
+DELIVERY_CONCURRENCY = int(
+    json.loads((ROOT / "host.json").read_text(encoding="utf-8"))["extensions"]["serviceBus"][
+        "maxConcurrentCalls"
+    ]
+)
+"""Messages delivered at once, as host.json lets the host: revisions, pushes and urgent updates
+overlap as they would in production, and the end state must still equal the fault-free run's."""
 DEFAULT_HTTP_TIMEOUT = 3.0
 DEFAULT_MAX_TICKS = 8
 WAIT_SLACK_SECONDS = 2.0
@@ -514,7 +521,7 @@ class _Soak:
 
     def _deliver(self) -> None:
         began = time.perf_counter()
-        stats = self.world.hub.dispatcher.run_until_idle()
+        stats = self.world.hub.dispatcher.run_until_idle(concurrency=DELIVERY_CONCURRENCY)
         self.timings["dispatcher"] += time.perf_counter() - began
         self.counts["messagesDelivered"] = self.counts.get("messagesDelivered", 0) + stats.completed
         self.counts["messageRedeliveries"] = (
@@ -866,6 +873,7 @@ class _Soak:
                 "retryMaxDelaySeconds": policy.max_delay,
                 "faultProfile": asdict(self.profile) if self.faults else None,
                 "maxTicks": self.max_ticks,
+                "deliveryConcurrency": DELIVERY_CONCURRENCY,
             },
         )
 

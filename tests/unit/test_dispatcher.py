@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import threading
 
 import azure.functions as func
 import pytest
@@ -362,3 +363,77 @@ def test_dead_letters_stay_until_reset():
     dispatcher.reset()
     assert dispatcher.dead_letters("q") == [] and dispatcher.stats.sent == 0
     assert dispatcher.send("q", "x", message_id="d1") is True  # remembered ids forgotten too
+
+
+class Overlap:
+    """A handler that blocks until ``width`` deliveries run at once (proving they overlap) and
+    records, per session, how many of its messages were in flight together."""
+
+    def __init__(self, width: int, fail: dict[str, int] | None = None) -> None:
+        self.barrier = threading.Barrier(width, timeout=10)
+        self.width = width
+        self.fail = fail or {}
+        self.lock = threading.Lock()
+        self.running: dict[str | None, int] = {}
+        self.most_per_session = 0
+        self.seen: list[str] = []
+
+    def __call__(self, message: ServiceBusMessage) -> None:
+        with self.lock:
+            self.seen.append(message.message_id)
+            count = self.running.get(message.session_id, 0) + 1
+            self.running[message.session_id] = count
+            self.most_per_session = max(self.most_per_session, count)
+            first_wave = len(self.seen) <= self.width
+        try:
+            if first_wave:
+                self.barrier.wait()
+            if message.delivery_count <= self.fail.get(message.message_id, 0):
+                raise RuntimeError(f"cannot process {message.message_id}")
+        finally:
+            with self.lock:
+                self.running[message.session_id] -= 1
+
+
+def test_concurrent_delivery_overlaps_messages_without_sessions_and_loses_none():
+    # Given 40 messages on a queue without sessions, two of them failing once
+    handler = Overlap(width=4, fail={"m03": 1, "m17": 1})
+    dispatcher = Dispatcher([QueueBinding("q", handler)])
+    for n in range(40):
+        dispatcher.send("q", f"n{n}", message_id=f"m{n:02d}")
+    # When delivered four at a time
+    stats = dispatcher.run_until_idle(concurrency=4)
+    # Then four deliveries ran at once (the barrier would time out otherwise), every message
+    # completed exactly once and the failed ones were redelivered
+    assert stats.completed == 40 and stats.abandoned == 2 and stats.deliveries == 42
+    assert sorted(set(handler.seen)) == [f"m{n:02d}" for n in range(40)]
+    assert handler.seen.count("m03") == 2 and handler.seen.count("m17") == 2
+    assert dispatcher.pending("q") == 0
+
+
+def test_concurrent_delivery_keeps_each_session_in_order_and_one_at_a_time():
+    # Given four sessions of five messages each, sent interleaved, one message failing twice
+    handler = Overlap(width=4, fail={"C2": 2})
+    dispatcher = Dispatcher([QueueBinding("s", handler, sessions=True)])
+    for n in range(5):
+        for session in "ABCD":
+            dispatcher.send("s", f"{session}{n}", message_id=f"{session}{n}", session_id=session)
+    # When delivered on four threads
+    dispatcher.run_until_idle(concurrency=4)
+    # Then the sessions overlapped, yet no session ever had two messages in flight, and each
+    # session saw its messages in send order (a retry before the next message)
+    assert handler.most_per_session == 1
+    for session in "ABCD":
+        order = [m for m in handler.seen if m[0] == session]
+        expected = [f"{session}{n}" for n in range(5)]
+        if session == "C":
+            expected = ["C0", "C1", "C2", "C2", "C2", "C3", "C4"]
+        assert order == expected
+
+
+def test_concurrency_must_be_positive_and_cannot_count_max_messages():
+    dispatcher = Dispatcher([QueueBinding("q", Recorder())])
+    with pytest.raises(ValueError):
+        dispatcher.run_until_idle(concurrency=0)
+    with pytest.raises(ValueError):
+        dispatcher.run_until_idle(3, concurrency=2)
