@@ -67,6 +67,7 @@ from typing import Any
 import requests
 
 from sandbox.datagen import DEFAULT_AS_OF, ContosoData, generate, to_jsonable
+from sandbox.endstate import silver_keys
 from sandbox.world import World
 
 log = logging.getLogger(__name__)
@@ -1099,28 +1100,12 @@ def _dataverse_snapshot(
     return out
 
 
-def _silver_keys() -> dict[str, tuple[str, ...]]:
-    """Every silver table's business key, from the specs the jobs write them with."""
-    from shared.lake import specs
-    from shared.services import dataverse_to_lake
-
-    keys: dict[str, tuple[str, ...]] = {}
-    for module in (specs, dataverse_to_lake):
-        for value in vars(module).values():
-            members = value.values() if isinstance(value, dict) else value
-            for item in members if isinstance(value, (dict, tuple, list)) else (value,):
-                spec = getattr(item, "spec", item)
-                if isinstance(spec, specs.EntitySpec):
-                    keys[spec.table] = tuple(spec.key)
-    return keys
-
-
 def _lake_snapshot(labels: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     from shared import wiring
     from shared.lake.delta import open_table
 
     storage = wiring.lake()
-    keys = _silver_keys()
+    keys = silver_keys()
     out: dict[str, dict[str, Any]] = {}
     for layer in ("silver", "gold"):
         container = storage.blob_service.get_container_client(storage.container(layer))

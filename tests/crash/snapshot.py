@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from sandbox.endstate import silver_keys
 from tests.crash.reader import WorldReader
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -166,23 +167,6 @@ def _key(row: Mapping[str, Any], columns: Sequence[str], names: Mapping[str, str
     return "|".join(str(_plain(row.get(c), names, set())) for c in columns)
 
 
-def _silver_keys() -> dict[str, tuple[str, ...]]:
-    from shared.lake import specs
-    from shared.services import dataverse_to_lake
-
-    keys = {
-        value.table: tuple(value.key)
-        for value in vars(specs).values()
-        if isinstance(value, specs.EntitySpec)
-    }
-    exported = (
-        *dataverse_to_lake.EXPORT_TABLES,
-        *getattr(dataverse_to_lake, "SNAPSHOT_TABLES", ()),
-    )
-    keys |= {t.spec.table: tuple(t.spec.key) for t in exported}
-    return keys
-
-
 def take(reader: WorldReader) -> Snapshot:
     """The normalised end state of the world ``reader`` reads (see the module docstring)."""
     with reader.frozen():
@@ -211,7 +195,7 @@ def _take(reader: WorldReader) -> Snapshot:
             f"sap/{entity_set}",
             ((_key(r, columns, names), _plain(r, names, SAP_SYSTEM)) for r in rows),
         )
-    keys = _silver_keys()
+    keys = silver_keys()
     for name in reader.silver_tables():
         if name == "ingestion_runs":
             continue
