@@ -224,30 +224,25 @@ def build(out: Path = OUT, verify_tests: Path = VERIFY_TESTS) -> dict[str, Any]:
 
 
 def soak_figures(body: dict[str, Any]) -> dict[str, Any]:
-    """The soak's figures in one flat shape. ``sandbox/soak.py`` writes ``{"runs": [...],
-    "comparison": {...}}`` (a fault-free run and a faulted one, then their comparison): the
-    faulted run is the one with the most faults; a flat file is taken as it is."""
-    runs = [r for r in body.get("runs", []) if isinstance(r, dict)]
-    if not runs:
+    """The soak's headline figures from the report ``sandbox.soak.figures_json`` writes: source
+    records, faults, retries, rejections and elapsed seconds of the faulted run; lost and
+    duplicated from the comparison with the fault-free run. A file without ``runs`` is taken as
+    flat figures."""
+    if "runs" not in body:
         return body
-    faulted = max(runs, key=lambda r: total(r.get("faultsInjected")) or 0)
-    comparison = body.get("comparison") or {}
+    retries = body.get("retries")
+    rejections = body.get("rejections")
+    elapsed = body.get("elapsedSeconds")
     return {
-        "records": faulted.get("recordsTotal", faulted.get("records")),
-        "faultsInjected": faulted.get("faultsInjected"),
-        "retries": faulted.get("retries"),
-        "rejections": faulted.get("rejections"),
-        "elapsed": _elapsed(faulted.get("elapsedSeconds")),
-        "lost": comparison.get("lost"),
-        "duplicated": comparison.get("duplicated"),
+        "records": body.get("records"),
+        "faultsInjected": body.get("faultsInjected"),
+        "retries": retries.get("total") if isinstance(retries, dict) else retries,
+        "rejections": rejections.get("faulted") if isinstance(rejections, dict) else rejections,
+        "elapsed": elapsed.get("faulted") if isinstance(elapsed, dict) else elapsed,
+        "elapsedFaultFree": elapsed.get("faultFree") if isinstance(elapsed, dict) else None,
+        "lost": body.get("lost"),
+        "duplicated": body.get("duplicated"),
     }
-
-
-def _elapsed(value: Any) -> int | None:
-    """Seconds: a number, a breakdown's ``total``, or the sum of the breakdown's phases."""
-    if isinstance(value, dict) and "total" in value:
-        return total(value["total"])
-    return total(value)
 
 
 def headline(results: dict[str, SuiteResult]) -> dict[str, Any]:
@@ -264,6 +259,7 @@ def headline(results: dict[str, SuiteResult]) -> dict[str, Any]:
         "retries": total(soak.get("retries")),
         "rejections": total(soak.get("rejections")),
         "soakElapsedSeconds": soak.get("elapsed", soak.get("elapsedSeconds")),
+        "soakFaultFreeElapsedSeconds": soak.get("elapsedFaultFree"),
         "lost": summed(soak.get("lost"), crash.get("lost")),
         "duplicated": summed(soak.get("duplicated"), crash.get("duplicated")),
         "5xx": summed(schema.get("5xx"), soak.get("5xx")),
@@ -295,6 +291,9 @@ def render(report: dict[str, Any]) -> str:
     records = _n(f["records"]) + (
         f" in {elapsed:,.0f} s" if isinstance(elapsed, int | float) else ""
     )
+    fault_free = f.get("soakFaultFreeElapsedSeconds")
+    if isinstance(fault_free, int | float):
+        records += f" (the fault-free run beside it: {fault_free:,.0f} s)"
     lines = [
         BEGIN,
         "<!-- written by scripts/verify_report.py from the latest complete `make verify`; "

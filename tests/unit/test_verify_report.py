@@ -51,20 +51,60 @@ def write_figures(out: Path, name: str, body: dict[str, object], *, age_hours: f
         os.utime(path, (stamp, stamp))
 
 
+def soak_report(
+    *,
+    records: int = 10_000,
+    faults: dict[str, dict[str, int]] | None = None,
+    retries: int = 61,
+    rejections: dict[str, int] | None = None,
+    seconds: tuple[float, float] = (250.0, 412.7),
+    lose: bool = False,
+) -> dict[str, object]:
+    """A soak report as ``sandbox.soak.figures_json`` writes it, from a fault-free and a faulted
+    ``SoakResult`` (``lose``: the faulted run lacks a record the fault-free one has)."""
+    from sandbox.soak import RetryBounds, SoakResult, compare, figures_json
+
+    def run(faulted: bool) -> SoakResult:
+        quotes = {"Q-1": {"name": "one"}, "Q-2": {"name": "two"}}
+        if faulted and lose:
+            del quotes["Q-2"]
+        return SoakResult(
+            seed=1,
+            scale=records,
+            faults=faulted,
+            snapshot={"dataverse": {"quotes": quotes}},
+            records={"quotesInDataverse": 2, "mainframeInSilver": records},
+            faults_injected=(faults or {"dataverse": {"429": 40, "5xx": 12}, "sap": {"timeout": 8}})
+            if faulted
+            else {},
+            requests={},
+            slowest_answers={},
+            source_records={"mainframe": records - 100, "urgentMessages": 100},
+            retries={"total": retries if faulted else 0, "byPeer": {}, "hubClients": {}},
+            retry_bounds=RetryBounds(),
+            rejections=rejections or {"quote-push": 3},
+            dead_letters=0,
+            callback_conflicts=[],
+            ticks={},
+            failed_ticks=[],
+            elapsed_seconds={
+                "startup": 1.0,
+                "seed": 1.0,
+                "flows": seconds[faulted] - 2.0,
+                "snapshot": 0.0,
+                "in:dispatcher": 99.0,
+            },
+            settings={},
+        )
+
+    clean, faulted = run(False), run(True)
+    comparison = compare(clean.snapshot, faulted.snapshot)
+    report: dict[str, object] = json.loads(figures_json([clean, faulted], comparison))
+    return report
+
+
 def all_figures(out: Path) -> None:
-    write_figures(
-        out,
-        "soak",
-        {
-            "records": 10000,
-            "faultsInjected": {"dataverse": {"429": 40, "5xx": 12}, "sap": {"timeout": 8}},
-            "retries": 61,
-            "rejections": 3,
-            "lost": 0,
-            "duplicated": 0,
-            "elapsed": 412.7,
-        },
-    )
+    write_figures(out, "soak", soak_report())
     write_figures(out, "crash", {"killPoints": 14, "lost": 0, "duplicated": 0})
     write_figures(out, "schemathesis", {"requests": 2700, "byStatus": {"200": 2700}, "5xx": 0})
     write_figures(out, "secrets", {"demo": {"found": 0, "secretsKnown": 60, "linesScanned": 40000}})
@@ -141,7 +181,13 @@ def test_a_complete_failed_run_is_written_to_the_docs_marked_failed(tmp_path):
     text = doc.read_text()
     assert "old figures" not in text
     assert "**Latest `make verify`: FAILED**" in text
-    assert "| lost | 0 |" in text and "| records through the fault soak | 10,000 in 413 s |" in text
+    assert (
+        "| lost | 0 |" in text
+        and (
+            "| records through the fault soak | 10,000 in 413 s (the fault-free run beside it: 250 s) |"
+        )
+        in text
+    )
     assert "| 2. Crash safety (`tests/verify/test_crash_safety.py`) | 2 | failed |" in text
     assert text.startswith("# Title\n\nhand-written intro\n\n")
     assert text.endswith("\n\n## 1. Fault soak\nhand-written\n")
@@ -174,28 +220,26 @@ def test_a_page_without_markers_is_not_touched(tmp_path):
     assert doc.read_text() == "# no markers\n"
 
 
-def test_the_soak_report_of_a_clean_and_a_faulted_run_gives_the_faulted_runs_figures(tmp_path):
-    # Given the soak's report shape: a fault-free and a faulted run, then their comparison
+def test_the_soak_report_gives_the_faulted_runs_figures_and_the_comparisons_losses(tmp_path):
+    # Given the soak's own report of a fault-free and a faulted run that lost one record
     out, tests = tmp_path / "out", tmp_path / "verify"
     write_run(out, tests)
     all_figures(out)
-    clean = {"recordsTotal": 10200, "faultsInjected": {}, "retries": {}, "rejections": 5}
-    faulted = {
-        "recordsTotal": 10200,
-        "faultsInjected": {"sap": {"429": 7}, "mainframe": {"reset": 5}},
-        "retries": {"sap": 9, "mainframe": 6},
-        "rejections": 5,
-        "elapsedSeconds": {"total": 300.2, "seed": 20.0},
-    }
-    write_figures(
-        out,
-        "soak",
-        {"runs": [clean, faulted], "comparison": {"equal": True, "lost": 0, "duplicated": 0}},
+    report = soak_report(
+        records=10_200,
+        faults={"sap": {"429": 7}, "mainframe": {"reset": 5}},
+        retries=15,
+        rejections={"quote-push": 2, "dataverse-load": 3},
+        seconds=(200.0, 300.2),
+        lose=True,
     )
+    write_figures(out, "soak", report)
     # When the report is built
     figures = verify_report.build(out, tests)["figures"]
-    # Then records, faults, retries and time are the faulted run's; lost/duplicated the comparison's
+    # Then records are the source records, faults, retries and time the faulted run's (not the
+    # per-flow counts or the timing breakdown summed), and the loss comes from the comparison
     assert (figures["records"], figures["faultsInjected"], figures["retries"]) == (10200, 12, 15)
     assert figures["faultsByPeer"] == "sap 7 · mainframe 5"
-    assert (figures["soakElapsedSeconds"], figures["rejections"]) == (300, 5)
-    assert (figures["lost"], figures["duplicated"]) == (0, 0)
+    assert (figures["soakElapsedSeconds"], figures["soakFaultFreeElapsedSeconds"]) == (300.2, 200)
+    assert figures["rejections"] == 5
+    assert (figures["lost"], figures["duplicated"]) == (1, 0)
