@@ -28,7 +28,8 @@ phase.
 
 A timer that fails is run again, as its next tick would in production (at most ``max_ticks``
 times, pausing between ticks); a failure that outlasts them is ``SoakNotConverged``. Messages are
-redelivered by the dispatcher as Service Bus would and dead-lettered after 10 deliveries.
+delivered ``maxConcurrentCalls`` (host.json) at a time, redelivered by the dispatcher as Service
+Bus would and dead-lettered after 10 deliveries.
 
 The result is a normalised **final state** (``SoakResult.snapshot``): Dataverse tables by alternate
 key, SAP entity sets by key, every silver and gold Delta table, the Quoting Tool's callbacks by
