@@ -67,7 +67,13 @@ from typing import Any
 
 import requests
 
-from sandbox.datagen import DEFAULT_AS_OF, ContosoData, generate, to_jsonable
+from sandbox.datagen import (
+    DEFAULT_AS_OF,
+    ContosoData,
+    generate,
+    sap_order_for_quote,
+    to_jsonable,
+)
 from sandbox.endstate import silver_keys
 from sandbox.world import World
 
@@ -685,46 +691,16 @@ class _Soak:
     def _sap_orders_for_quotes(self) -> None:
         """Every second qualified quote becomes a SAP order referencing it (flow 10 couples
         them and moves the quote to "ordered")."""
-        orders = []
-        for n, quote_id in enumerate(self.qualified[::2], start=1):
-            quote = self.quotes[quote_id]
-            number = f"{90000000 + n}"
-            orders.append(
-                {
-                    "SalesOrder": number,
-                    "SalesOrderType": "OR",
-                    "SalesOrganization": "1010",
-                    "DistributionChannel": "10",
-                    "OrganizationDivision": "00",
-                    "SoldToParty": quote["accountNumber"],
-                    "PurchaseOrderByCustomer": quote_id,
-                    "SalesOrderDate": "2026-11-02",
-                    "RequestedDeliveryDate": "2027-01-15",
-                    "TransactionCurrency": quote["currency"],
-                    "OverallSDProcessStatus": "A",
-                    "DeliveryBlockReason": "ZC",
-                    "LastChangeDateTime": NEW_SAP_ORDER_STAMP,
-                    "to_Item": [
-                        {
-                            "SalesOrder": number,
-                            "SalesOrderItem": str(10 * line["lineNumber"]),
-                            "Material": line["sku"],
-                            "RequestedQuantity": str(line["quantity"]),
-                            "RequestedQuantityUnit": "EA",
-                            "TransactionCurrency": quote["currency"],
-                            "ProductionPlant": "P100",
-                        }
-                        for line in quote["lines"]
-                    ],
-                    "to_Partner": [
-                        {
-                            "SalesOrder": number,
-                            "PartnerFunction": "AG",
-                            "Customer": quote["accountNumber"],
-                        }
-                    ],
-                }
+        orders = [
+            sap_order_for_quote(
+                self.quotes[quote_id],
+                f"{90000000 + n}",
+                order_date="2026-11-02",
+                delivery_date="2027-01-15",
+                changed_at=NEW_SAP_ORDER_STAMP,
             )
+            for n, quote_id in enumerate(self.qualified[::2], start=1)
+        ]
         if orders:
             self._control("sap", "seed", {"A_SalesOrder": orders})
         self.counts["sapOrdersForQuotes"] = len(orders)

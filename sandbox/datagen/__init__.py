@@ -26,6 +26,7 @@ Run ``python -m sandbox.datagen --seed 7 --scale 1000 --out DIR`` to write NDJSO
 
 from sandbox.datagen._core import CHUNK, JsonNumber, Planted, Table, to_jsonable
 from sandbox.datagen._master import Account, City, County, Goal, Product, Region, Rep
+from sandbox.datagen._sap import sap_order_for_quote
 from sandbox.datagen._truth import LegacyOrder, LegacyOrderLine, LegacySummary, Truth
 from sandbox.datagen._world import DEFAULT_AS_OF, ContosoData, Counts, generate
 
@@ -49,5 +50,6 @@ __all__ = [
     "Table",
     "Truth",
     "generate",
+    "sap_order_for_quote",
     "to_jsonable",
 ]

@@ -328,3 +328,44 @@ def _customer(number: str, name: str, status: str) -> Record:
         "OrderIsBlockedForCustomer": "01" if status == "H" else "",
         "DeletionIndicator": status == "I",
     }
+
+
+def sap_order_for_quote(
+    quote: Record, number: str, *, order_date: str, delivery_date: str, changed_at: str
+) -> Record:
+    """The SAP sales order a customer places for a Quoting Tool quote: ``PurchaseOrderByCustomer``
+    is the quote id (flow 10 couples them), one item per quote line from plant P100, the quote's
+    account as sold-to partner ``AG``, and the delivery blocked (``ZC``) until Sales confirms it
+    (flow 11). ``changed_at`` is the fixed ``LastChangeDateTime`` SAP would have stamped (the
+    peer stamps a seed without one with now, which two runs would not share)."""
+    currency = quote["currency"]
+    return {
+        "SalesOrder": number,
+        "SalesOrderType": "OR",
+        "SalesOrganization": SALES_ORG,
+        "DistributionChannel": DISTRIBUTION_CHANNEL,
+        "OrganizationDivision": DIVISION,
+        "SoldToParty": quote["accountNumber"],
+        "PurchaseOrderByCustomer": quote["quoteId"],
+        "SalesOrderDate": order_date,
+        "RequestedDeliveryDate": delivery_date,
+        "TransactionCurrency": currency,
+        "OverallSDProcessStatus": "A",
+        "DeliveryBlockReason": "ZC",
+        "LastChangeDateTime": changed_at,
+        "to_Item": [
+            {
+                "SalesOrder": number,
+                "SalesOrderItem": str(10 * line["lineNumber"]),
+                "Material": line["sku"],
+                "RequestedQuantity": str(line["quantity"]),
+                "RequestedQuantityUnit": "EA",
+                "TransactionCurrency": currency,
+                "ProductionPlant": "P100",
+            }
+            for line in quote["lines"]
+        ],
+        "to_Partner": [
+            {"SalesOrder": number, "PartnerFunction": "AG", "Customer": quote["accountNumber"]}
+        ],
+    }

@@ -41,7 +41,7 @@ from typing import Any
 import requests
 
 from sandbox import azurite as azurite_mod
-from sandbox.datagen import ContosoData, generate, to_jsonable
+from sandbox.datagen import ContosoData, generate, sap_order_for_quote, to_jsonable
 from sandbox.world import World
 from tests.crash import checks, snapshot
 from tests.crash.catalogue import Context, KillPoint
@@ -425,37 +425,16 @@ def orders_for_quotes(run: Run) -> None:
     """Customers order some quotes the hub pushed: SAP orders whose ``PurchaseOrderByCustomer``
     is the quote id (flow 10 couples them and marks the quotes ordered)."""
     chosen = pushable_quotes(run.data, run.config)[: run.config.orders_for_quotes]
-    orders = []
-    for index, quote_id in enumerate(chosen):
-        quote = run.quotes[quote_id]
-        number = f"4500{index + 1:04d}"
-        orders.append(
-            {
-                "SalesOrder": number,
-                "SalesOrderType": "OR",
-                "SalesOrganization": "1010",
-                "DistributionChannel": "10",
-                "OrganizationDivision": "00",
-                "SoldToParty": quote["accountNumber"],
-                "PurchaseOrderByCustomer": quote_id,
-                "TransactionCurrency": quote["currency"],
-                "SalesOrderDate": "2026-11-20",
-                # A fixed stamp, as SAP would have: the peer stamps a seed without one with now.
-                "LastChangeDateTime": f"2026-11-20T10:00:{index:02d}Z",
-                "RequestedDeliveryDate": "2027-02-15",
-                "DeliveryBlockReason": "ZC",
-                "to_Item": [
-                    {
-                        "SalesOrderItem": str(10 * line["lineNumber"]),
-                        "Material": line["sku"],
-                        "RequestedQuantity": str(line["quantity"]),
-                        "ProductionPlant": "P100",
-                    }
-                    for line in quote["lines"]
-                ],
-                "to_Partner": [{"PartnerFunction": "AG", "Customer": quote["accountNumber"]}],
-            }
+    orders = [
+        sap_order_for_quote(
+            run.quotes[quote_id],
+            f"4500{index + 1:04d}",
+            order_date="2026-11-20",
+            delivery_date="2027-02-15",
+            changed_at=f"2026-11-20T10:00:{index:02d}Z",
         )
+        for index, quote_id in enumerate(chosen)
+    ]
     if orders:
         url = f"{run.reader.peer('sap')}/_sandbox/seed"
         response = run.world.http.post(url, json={"A_SalesOrder": orders}, timeout=60)
