@@ -22,9 +22,9 @@ import pytest
 
 from shared import wiring
 from shared.signing import sign
+from tests.fixtures.quote_flow import seed_master_data
 from tests.indexing.checks import ROOT, index
 from tests.integration.test_quote_flow import (
-    _seed_master_data,
     post,
     qualify_in_dataverse,
     quote,
@@ -102,7 +102,7 @@ def _qualified_callback(world, http) -> dict[str, Any]:
     e = world.endpoints()
     for name in ("dataverse", "quotingTool"):
         http.post(f"{e[name]}/_sandbox/reset").raise_for_status()
-    _seed_master_data(world, http)
+    seed_master_data(world, http)
     world.hub.dispatcher.run_until_idle()
     quote_id = f"Q-A{uuid.uuid4().hex[:8].upper()}"
     assert post(world, http, quote(quote_id)).status_code == 202
@@ -176,7 +176,7 @@ def test_dataverse_refusing_an_expired_token_gets_exactly_one_refresh_and_retry(
     monkeypatch.setattr(world.issuer, "issue", issue)
     wiring.reset()
     hub_http.post(f"{e['dataverse']}/_sandbox/reset").raise_for_status()
-    _seed_master_data(world, hub_http)
+    seed_master_data(world, hub_http)
     before = len(_statuses(hub_http, e["dataverse"], "/api/data/"))
     # When the hub reads Dataverse
     found = wiring.dataverse().get("accounts", {"accountnumber": "C0001001"}, select=["accountid"])

@@ -10,10 +10,8 @@ import uuid
 
 import pytest
 
-from shared import wiring
 from shared.errors import TransientError
 from tests.integration.test_quote_flow import (
-    _seed_master_data,
     post,
     qualify_in_dataverse,
     quote,
@@ -21,17 +19,6 @@ from tests.integration.test_quote_flow import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def flow(world, hub_http):
-    """The quote flow tests' clean world: peers reset, master data seeded, caches dropped."""
-    for name in ("dataverse", "quotingTool"):
-        hub_http.post(f"{world.endpoints()[name]}/_sandbox/reset").raise_for_status()
-    _seed_master_data(world, hub_http)
-    world.hub.dispatcher.run_until_idle()
-    wiring.reset()
-    return world
 
 
 def test_callback_resent_after_lost_answers_is_a_duplicate_not_a_conflict(flow, hub_http):

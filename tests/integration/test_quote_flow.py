@@ -4,68 +4,14 @@ through the local dispatcher into the Dataverse peer, qualification back to the 
 from __future__ import annotations
 
 import json
-import uuid
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from tests.fixtures.quote_flow import ACCOUNT, SKUS
+
 pytestmark = pytest.mark.integration
-
-ACCOUNT = "C0001001"
-SKUS = ("RTU-0100", "CHL-0200", "AHU-0300")
-
-
-def _seed_master_data(world, http) -> None:
-    region, county, city = (str(uuid.uuid4()) for _ in range(3))
-    body = {
-        "accounts": [
-            {"accountid": str(uuid.uuid4()), "accountnumber": ACCOUNT, "name": "Fabrikam"}
-        ],
-        "products": [
-            {"productid": str(uuid.uuid4()), "productnumber": sku, "name": sku} for sku in SKUS
-        ],
-        "territories": [
-            {
-                "territoryid": region,
-                "contoso_territorycode": "R-W",
-                "name": "West",
-                "contoso_level": 1,
-            },
-            {
-                "territoryid": county,
-                "contoso_territorycode": "C-KING",
-                "name": "King",
-                "contoso_level": 2,
-                "_contoso_parentterritoryid_value": region,
-            },
-            {
-                "territoryid": city,
-                "contoso_territorycode": "Z-98101",
-                "name": "Seattle",
-                "contoso_level": 3,
-                "_contoso_parentterritoryid_value": county,
-            },
-        ],
-        "contoso_postalcodes": [{"contoso_name": "98101", "_contoso_territoryid_value": city}],
-    }
-    response = http.post(f"{world.endpoints()['dataverse']}/_sandbox/seed", json=body)
-    assert response.status_code == 200, response.text
-
-
-@pytest.fixture
-def flow(world, hub_http):
-    """A clean world: peers reset, master data seeded, dispatcher drained."""
-    for name in ("dataverse", "quotingTool"):
-        hub_http.post(f"{world.endpoints()[name]}/_sandbox/reset").raise_for_status()
-    _seed_master_data(world, hub_http)
-    world.hub.dispatcher.run_until_idle()
-    # The peers were wiped and re-seeded, which a real Dataverse never is: drop what the app
-    # cached from earlier tests (the territory map is kept for ten minutes).
-    from shared import wiring
-
-    wiring.reset()
-    return world
 
 
 def quote(

@@ -27,8 +27,8 @@ from shared.adapters.mainframe import MainframeClient
 from shared.adapters.sap import SapClient
 from shared.errors import PermanentError, TransientError
 from shared.http import HttpClient, RetryPolicy, make_session
+from tests.fixtures.quote_flow import seed_master_data
 from tests.integration.test_quote_flow import (
-    _seed_master_data,
     post,
     qualify_in_dataverse,
     quote,
@@ -116,7 +116,7 @@ def run_full_flow(world, http) -> list[str]:
         http.post(f"{e[name]}/_sandbox/reset").raise_for_status()
     # A fresh composition root: every token and secret is fetched again while we record.
     wiring.reset()
-    _seed_master_data(world, http)
+    seed_master_data(world, http)
     world.hub.dispatcher.run_until_idle()
     quote_id = f"Q-S{uuid.uuid4().hex[:8].upper()}"
     assert post(world, http, quote(quote_id)).status_code == 202
