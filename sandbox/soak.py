@@ -75,6 +75,7 @@ from sandbox.datagen import (
     to_jsonable,
 )
 from sandbox.endstate import silver_keys
+from sandbox.peer import Faults
 from sandbox.world import World
 
 log = logging.getLogger(__name__)
@@ -174,17 +175,19 @@ class FaultProfile:
     phase: str = "mixed"
 
     def body(self, seed: int, timeout_ms: int) -> dict[str, Any]:
-        """The peer's fault settings for one phase."""
-        return {
-            "rate429": self.rate429,
-            "retryAfterSeconds": self.retry_after_seconds,
-            "rate5xx": self.rate5xx,
-            "rateTimeout": self.rate_timeout,
-            "rateReset": self.rate_reset,
-            "seed": seed,
-            "timeoutMs": timeout_ms,
-            "faultPhase": self.phase,
-        }
+        """The peer's fault settings for one phase, in the peer's own shape (``Faults``)."""
+        return asdict(
+            Faults(
+                rate429=self.rate429,
+                retryAfterSeconds=self.retry_after_seconds,
+                rate5xx=self.rate5xx,
+                rateTimeout=self.rate_timeout,
+                rateReset=self.rate_reset,
+                seed=seed,
+                timeoutMs=timeout_ms,
+                faultPhase=self.phase,
+            )
+        )
 
 
 @dataclass
